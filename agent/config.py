@@ -1,0 +1,236 @@
+"""Load and check the gateway config file; every problem comes back as `FILE:LINE: path: what`.
+
+Validation has two phases because drivers and rule types arrive through entry points: phase one
+checks the core sections and reads the routing keys (`driver`, `bus`, `type`); phase two hands each
+bus, device and rule to the model of its driver or rule type. Cross-references come last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from agent import registry
+from agent.config_models import (BufferConfig, BusConfig, DeviceConfig, GatewayConfig,
+                                 HealthConfig, MqttConfig, PointConfig, RuleConfig, Strict)
+from agent.errors import ConfigError
+from agent.yamlsource import Path_, dotted, line_of, load_with_lines
+
+
+class FileModel(Strict):
+    gateway: GatewayConfig
+    mqtt: MqttConfig
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    buses: list[dict[str, Any]] = Field(default_factory=list)
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    digest: str  # sha256 of the file, first 16 hex digits: in `birth`, to spot config drift
+    gateway: GatewayConfig
+    mqtt: MqttConfig
+    buffer: BufferConfig
+    health: HealthConfig
+    log_level: str
+    buses: list[BusConfig] = field(default_factory=list)
+    devices: list[DeviceConfig] = field(default_factory=list)
+    rules: list[RuleConfig] = field(default_factory=list)
+
+    @property
+    def root(self) -> str:
+        """Topic root `{namespace}/{site}/{gateway}`."""
+        return f"{self.mqtt.namespace}/{self.gateway.site}/{self.gateway.id}"
+
+    def bus(self, bus_id: str) -> BusConfig:
+        return next(b for b in self.buses if b.id == bus_id)
+
+    def device(self, device_id: str) -> DeviceConfig:
+        return next(d for d in self.devices if d.id == device_id)
+
+    def point(self, ref: str) -> tuple[DeviceConfig, PointConfig] | None:
+        """Resolve `dev/point`; None when it names nothing."""
+        dev_id, _, name = ref.partition("/")
+        for device in self.devices:
+            if device.id == dev_id:
+                for point in device.points:
+                    if point.name == name:
+                        return device, point
+        return None
+
+
+class _Problems:
+    def __init__(self, source: str, lines: dict[Path_, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, path: Path_, message: str) -> None:
+        line = line_of(self.lines, path)
+        self.items.append((line, f"{self.source}:{line}: {dotted(path)}: {message}"))
+
+    def add_validation(self, error: ValidationError, prefix: Path_ = ()) -> None:
+        for item in error.errors():
+            path = (*prefix, *item["loc"])
+            self.add(path, _message(item))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError([text for _, text in sorted(self.items, key=lambda it: it[0])])
+
+
+def _message(item: Any) -> str:
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required, missing"
+    message = str(item["msg"])
+    for noise in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(noise)
+    if kind == "string_pattern_mismatch" and "a-z0-9" in message:
+        return "use lower-case letters, digits and '-' (or '_' in point names) only"
+    return message
+
+
+def load(path: str | Path) -> Config:
+    """Read, validate and cross-check `path`; raise ConfigError listing every problem."""
+    source = Path(path)
+    try:
+        raw_bytes = source.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    return parse(raw_bytes.decode("utf-8", errors="replace"), str(source))
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    try:
+        data, lines = load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{source}:{line}: (yaml): {what}"]) from None
+    problems = _Problems(source, lines)
+    if not isinstance(data, dict):
+        problems.add((), "the file must be a mapping with gateway:, mqtt:, buses:, devices:")
+        problems.raise_if_any()
+    try:
+        top = FileModel.model_validate(data)
+    except ValidationError as exc:
+        problems.add_validation(exc)
+        problems.raise_if_any()
+        raise AssertionError("unreachable") from None
+
+    buses = _buses(top.buses, problems)
+    devices = _devices(top.devices, buses, problems)
+    rules = _rules(top.rules, problems)
+    _cross_check(buses, devices, rules, problems)
+    problems.raise_if_any()
+    return Config(source=Path(source), digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+                  gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
+                  log_level=top.log_level, buses=list(buses.values()), devices=devices,
+                  rules=rules)
+
+
+def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:
+    if not isinstance(name, str):
+        problems.add(path, "required, missing" if name is None else "must be a name")
+        return None
+    try:
+        return registry.load(group, name)
+    except KeyError as exc:
+        problems.add(path, str(exc.args[0]))
+        return None
+
+
+def _buses(raw: list[dict[str, Any]], problems: _Problems) -> dict[str, BusConfig]:
+    buses: dict[str, BusConfig] = {}
+    for index, item in enumerate(raw):
+        driver = _load_plugin(registry.DRIVERS, item.get("driver"), ("buses", index, "driver"),
+                              problems)
+        if driver is None:
+            continue
+        try:
+            bus = driver.bus_model.model_validate(item)
+        except ValidationError as exc:
+            problems.add_validation(exc, ("buses", index))
+            continue
+        if bus.id in buses:
+            problems.add(("buses", index, "id"), f"bus id {bus.id!r} is used twice")
+            continue
+        buses[bus.id] = bus
+    return buses
+
+
+def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig],
+             problems: _Problems) -> list[DeviceConfig]:
+    from agent import profiles  # noqa: PLC0415 - profiles read data files: only when needed
+
+    devices: list[DeviceConfig] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        bus_id = item.get("bus")
+        if bus_id not in buses:
+            known = ", ".join(sorted(buses)) or "none is declared"
+            problems.add(("devices", index, "bus"),
+                         f"unknown bus {bus_id!r}; declared buses: {known}")
+            continue
+        driver = registry.load(registry.DRIVERS, buses[bus_id].driver)
+        try:
+            merged = profiles.apply(item)
+        except ValueError as exc:
+            problems.add(("devices", index, "profile"), str(exc))
+            continue
+        try:
+            device = driver.device_model.model_validate(merged)
+        except ValidationError as exc:
+            problems.add_validation(exc, ("devices", index))
+            continue
+        if device.id in seen:
+            problems.add(("devices", index, "id"), f"device id {device.id!r} is used twice")
+            continue
+        seen.add(device.id)
+        devices.append(device)
+    return devices
+
+
+def _rules(raw: list[dict[str, Any]], problems: _Problems) -> list[RuleConfig]:
+    rules: list[RuleConfig] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        rule_type = _load_plugin(registry.RULES, item.get("type"), ("rules", index, "type"),
+                                 problems)
+        if rule_type is None:
+            continue
+        try:
+            rule = rule_type.config_model.model_validate(item)
+        except ValidationError as exc:
+            problems.add_validation(exc, ("rules", index))
+            continue
+        if rule.id in seen:
+            problems.add(("rules", index, "id"), f"rule id {rule.id!r} is used twice")
+            continue
+        seen.add(rule.id)
+        rules.append(rule)
+    return rules
+
+
+def _cross_check(buses: dict[str, BusConfig], devices: list[DeviceConfig],
+                 rules: list[RuleConfig], problems: _Problems) -> None:
+    known = {f"{d.id}/{p.name}" for d in devices for p in d.points}
+    device_ids = {d.id for d in devices}
+    for index, rule in enumerate(rules):
+        for ref in rule.points():
+            if ref not in known and not (ref.endswith("/*") and ref[:-2] in device_ids):
+                problems.add(("rules", index, "point"), f"unknown point {ref!r} (write it dev/point)")
+    del buses  # every device's bus was already resolved in _devices

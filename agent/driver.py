@@ -1,0 +1,65 @@
+"""The contract between the agent and a field driver.
+
+A driver owns one bus (one RS-485 line, one TCP endpoint, one GPIO chip). It knows how to talk to
+the devices on it and nothing else: scheduling, one-transaction-at-a-time, down/up bookkeeping and
+backoff are done for every driver alike by `agent.poller`, so drivers stay small.
+
+Drivers are found through the `batigate.drivers` entry-point group (`agent.registry`), and bring
+their own pydantic models for their part of the config file:
+
+- `bus_model`    validates an entry of `buses:` (subclass of `BusConfig`);
+- `device_model` validates an entry of `devices:` on such a bus (subclass of `DeviceConfig`);
+- `point_model`  the type of `device_model.points` items (subclass of `PointConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import ClassVar, Protocol, Self
+
+from agent.config_models import BusConfig, DeviceConfig, PointConfig
+from agent.models import PointValue, Value
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Counters a driver keeps about its bus; published in `health`."""
+
+    requests: int = 0
+    timeouts: int = 0
+    exceptions: int = 0  # protocol-level error answers (Modbus exception codes, M-Bus errors)
+    garbage: int = 0  # frames that could not be decoded (bad CRC/checksum, wrong length, junk)
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "timeouts": self.timeouts,
+                "exceptions": self.exceptions, "garbage": self.garbage, **self.extra}
+
+
+class Driver(Protocol):
+    bus_model: ClassVar[type[BusConfig]]
+    device_model: ClassVar[type[DeviceConfig]]
+    point_model: ClassVar[type[PointConfig]]
+
+    stats: BusStats
+
+    def __init__(self, bus: BusConfig) -> None: ...
+
+    async def __aenter__(self) -> Self: ...  # may not raise for an absent peer: poll() reconnects
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+    async def poll(self, device: DeviceConfig) -> Sequence[PointValue]:
+        """Read every point of `device` once.
+
+        Raises `DeviceUnavailable` when the device does not answer at all (timeout, no link).
+        A point the device refuses (exception code, undecodable) comes back with quality BAD.
+        """
+        ...
+
+    async def write(self, device: DeviceConfig, point: PointConfig, value: Value) -> None:
+        """Write one writable point; raises `DeviceUnavailable` or `DriverError`."""
+        ...

@@ -1,0 +1,41 @@
+"""The values that travel from drivers to the outbox: small, frozen, slotted, no pydantic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+Value = float | int | bool | str
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    UNCERTAIN = "uncertain"  # stale, clamped, or taken before the clock was synchronized
+    BAD = "bad"  # the device answered with an error for this point, or the value cannot be decoded
+
+
+@dataclass(frozen=True, slots=True)
+class PointValue:
+    """What a driver returns for one point of one poll: raw engineering value, before units."""
+
+    name: str
+    value: Value | None
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One normalized reading: a value in a SenML primary unit with its time and quality."""
+
+    device: str
+    name: str
+    value: Value | None
+    unit: str | None
+    ts: float
+    quality: Quality = Quality.GOOD
+
+
+class DeviceState(StrEnum):
+    UNKNOWN = "unknown"
+    OK = "ok"
+    DOWN = "down"

@@ -1,0 +1,123 @@
+"""One device's poll schedule: staggered, never overlapping, backing off while the device is down.
+
+This is the isolation boundary around driver code: whatever a driver raises (except cancellation)
+ends one poll, marks the device down and is retried later; it never reaches the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.clock import Clock
+from agent.config_models import DeviceConfig
+from agent.driver import Driver
+from agent.errors import DeviceUnavailable
+from agent.models import DeviceState, PointValue
+
+log = logging.getLogger(__name__)
+
+BACKOFF_CAP = 300.0  # a dead device is still tried every 5 minutes at least
+
+
+@dataclass(slots=True)
+class PollStats:
+    polls: int = 0
+    failures: int = 0
+    overruns: int = 0  # ticks skipped because a poll took longer than the period
+    last_ok: float | None = None  # wall-clock time of the last good poll
+    last_error: str | None = None
+
+
+class DevicePoller:
+    def __init__(self, device: DeviceConfig, driver: Driver, bus_lock: asyncio.Lock, *,
+                 clock: Clock, stagger: float,
+                 on_values: Callable[[DeviceConfig, list[PointValue], float], None],
+                 on_state: Callable[[DeviceConfig, DeviceState, str | None], None]) -> None:
+        self.device = device
+        self.driver = driver
+        self.bus_lock = bus_lock
+        self.clock = clock
+        self.stagger = stagger
+        self.on_values = on_values
+        self.on_state = on_state
+        self.state = DeviceState.UNKNOWN
+        self.stats = PollStats()
+        self._wake = asyncio.Event()  # poll.now: poll at once instead of waiting for the tick
+        self._failures = 0
+
+    def poll_now(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        period = self.device.poll
+        next_due = self.clock.monotonic() + self.stagger
+        while True:
+            await self._wait(next_due)
+            started = self.clock.monotonic()
+            ok = await self.poll_once()
+            if ok:
+                next_due += period
+                late = self.clock.monotonic() - next_due
+                if late > 0:  # overran: skip the missed ticks rather than run them back to back
+                    skipped = math.ceil(late / period)
+                    self.stats.overruns += skipped
+                    next_due += skipped * period
+            else:
+                next_due = started + self._backoff(period)
+
+    async def _wait(self, deadline: float) -> None:
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    def _backoff(self, period: float) -> float:
+        # period, 2x, 4x ... capped; the jitter keeps dead devices from lining up on the bus.
+        delay = min(max(period, BACKOFF_CAP), period * 2 ** min(self._failures - 1, 16))
+        return delay * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not crypto
+
+    async def poll_once(self) -> bool:
+        """One poll under the bus lock; True when the device answered."""
+        device = self.device
+        # A driver gets a generous ceiling over its own timeouts: a hung driver must not hold the
+        # bus forever.
+        ceiling = device.timeout * (2 + len(device.points)) + 1.0
+        try:
+            async with self.bus_lock:
+                async with asyncio.timeout(ceiling):
+                    values = list(await self.driver.poll(device))
+        except (DeviceUnavailable, TimeoutError) as exc:
+            self._failed(str(exc) or "no answer")
+            return False
+        except Exception as exc:  # the isolation boundary: a driver bug ends this poll only
+            log.exception("driver error while polling %s", device.id)
+            self._failed(f"driver error: {exc!r}")
+            return False
+        self.stats.polls += 1
+        self.stats.last_ok = self.clock.time()
+        self._failures = 0
+        if self.state is not DeviceState.OK:
+            if self.state is DeviceState.DOWN:
+                log.info("device %s answers again", device.id)
+            self.state = DeviceState.OK
+            self.on_state(device, DeviceState.OK, None)
+        self.on_values(device, values, self.stats.last_ok)
+        return True
+
+    def _failed(self, reason: str) -> None:
+        self._failures += 1
+        self.stats.failures += 1
+        self.stats.last_error = reason
+        if self.state is not DeviceState.DOWN:
+            log.warning("device %s is down: %s", self.device.id, reason)
+            self.state = DeviceState.DOWN
+            self.on_state(self.device, DeviceState.DOWN, reason)

@@ -1,0 +1,178 @@
+"""The agent's one TaskGroup: pollers, outbox committer, uplink, rule ticks, health.
+
+    pollers ──► pipeline ──► outbox ──► uplink ══► broker
+                     └─ rules (tick)            ▲
+    shutdown trigger ─ commit, bounded drain, offline state, stop everything
+
+Only core failures (the outbox cannot write, a bug in the uplink) end the group and the process;
+driver failures stop at the poller's isolation boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from agent import __version__, registry
+from agent.clock import Clock, SystemClock
+from agent.config import Config
+from agent.driver import Driver
+from agent.outbox import Outbox
+from agent.pipeline import RULES_STATE_KEY, Pipeline
+from agent.poller import DevicePoller
+from agent.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 3.0  # on a clean stop, how long the backlog may still go out before we leave
+
+
+class Shutdown(Exception):
+    """Raised inside the TaskGroup to stop the agent."""
+
+
+class Agent:
+    """Everything one running agent holds; built by `serve`, read by commands and status."""
+
+    def __init__(self, config: Config, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.started = clock.monotonic()
+        self.outbox = Outbox(config.buffer.path, max_bytes=int(config.buffer.max_mb * 2**20),
+                             commit_interval=config.buffer.commit_interval, clock=clock.time)
+        self.session = self.outbox.next_session()
+        self.engine = _rule_engine(config, self.outbox.get_meta(RULES_STATE_KEY))
+        self.pipeline = Pipeline(config, self.outbox, session=self.session, clock=clock.time,
+                                 engine=self.engine)
+        self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
+        self.drivers: dict[str, Driver] = {}
+        self.pollers: dict[str, DevicePoller] = {}
+        self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
+                             clock=clock.time)
+
+    def _overflow(self, first: int, last: int, count: int) -> None:
+        log.warning("outbox full: dropped %d telemetry messages (seq %d..%d)", count, first, last)
+        self.pipeline.event({"type": "buffer.overflow", "first_seq": first, "last_seq": last,
+                             "count": count})
+
+    async def open_drivers(self, stack: AsyncExitStack) -> None:
+        for bus in self.config.buses:
+            cls = registry.load(registry.DRIVERS, bus.driver)
+            self.drivers[bus.id] = await stack.enter_async_context(cls(bus))
+        for bus in self.config.buses:
+            on_bus = [d for d in self.config.devices if d.bus == bus.id]
+            lock = asyncio.Lock()  # one transaction at a time per bus
+            for index, device in enumerate(on_bus):
+                self.pollers[device.id] = DevicePoller(
+                    device, self.drivers[bus.id], lock, clock=self.clock,
+                    stagger=device.poll * index / len(on_bus),
+                    on_values=self.pipeline.values, on_state=self.pipeline.device_state)
+
+    def birth(self) -> dict[str, Any]:
+        return {
+            "v": 1, "gw": self.config.gateway.id, "site": self.config.gateway.site,
+            "sess": self.session, "ts": round(self.clock.time(), 3), "agent": __version__,
+            "config": self.config.digest,
+            "devices": [{
+                "id": d.id, "bus": d.bus, "profile": d.profile, "poll": d.poll,
+                "points": [{"n": p.name, "u": _senml_unit(p.unit), "writable": p.writable,
+                            **_semantic(p)} for p in d.points],
+            } for d in self.config.devices],
+            "rules": [{"id": r.id, "type": r.type, "severity": r.severity}
+                      for r in self.config.rules],
+            "commands": [],
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "v": 1, "gw": self.config.gateway.id, "sess": self.session,
+            "ts": round(self.clock.time(), 3),
+            "uptime": round(self.clock.monotonic() - self.started, 1),
+            "outbox": self.outbox.stats(),
+            "buses": {bus_id: drv.stats.as_dict() for bus_id, drv in self.drivers.items()},
+            "devices": {dev_id: {"state": p.state.value, "polls": p.stats.polls,
+                                 "failures": p.stats.failures, "overruns": p.stats.overruns}
+                        for dev_id, p in self.pollers.items()},
+            "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
+                     "refused": self.uplink.refused},
+            "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
+        }
+
+    async def publish_health(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.health.interval)
+            await self.uplink.publish_direct("health", self.health())
+
+    async def tick_rules(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.pipeline.tick()
+
+    async def stop_on(self, trigger: Callable[[], Awaitable[object]]) -> None:
+        await trigger()
+        log.info("stopping: committing and draining the outbox for up to %.0fs", DRAIN_TIMEOUT)
+        self.outbox.commit()
+        if self.uplink.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_TIMEOUT):
+                    await self.outbox.emptied.wait()
+        await self.uplink.graceful_offline()
+        raise Shutdown
+
+
+def _senml_unit(unit: str | None) -> str | None:
+    from agent import units  # noqa: PLC0415
+
+    return units.normalize(unit)[0]
+
+
+def _semantic(point: Any) -> dict[str, Any]:
+    """Brick class and Haystack tags when the point (or its profile) declares them."""
+    out: dict[str, Any] = {}
+    for key in ("kind", "brick", "haystack"):
+        value = getattr(point, key, None)
+        if value:
+            out[key] = value
+    return out
+
+
+def _rule_engine(config: Config, state: dict[str, Any] | None) -> Any:
+    if not config.rules:
+        return None
+    from rules.engine import RuleEngine  # noqa: PLC0415 - the rules package is optional at import
+
+    return RuleEngine(config.rules, state)
+
+
+async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[object]],
+                clock: Clock | None = None, ready: Callable[[Agent], None] | None = None) -> None:
+    """Run the agent until `shutdown_trigger` returns."""
+    agent = Agent(config, clock or SystemClock())
+    if config.mqtt.tls is None:
+        log.warning("TLS is OFF for %s:%d (tls: false): lab brokers only", config.mqtt.host,
+                    config.mqtt.port)
+    try:
+        async with AsyncExitStack() as stack:
+            await agent.open_drivers(stack)
+            if ready is not None:
+                ready(agent)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(agent.stop_on(shutdown_trigger), name="shutdown")
+                    tg.create_task(agent.uplink.run(), name="uplink")
+                    tg.create_task(agent.outbox.commit_periodically(), name="commit")
+                    tg.create_task(agent.publish_health(), name="health")
+                    if agent.engine is not None:
+                        tg.create_task(agent.tick_rules(), name="rules")
+                    for device_id, poller in agent.pollers.items():
+                        tg.create_task(poller.run(), name=f"poll:{device_id}")
+            except* Shutdown:
+                log.info("stopped (session %d)", agent.session)
+    finally:
+        agent.outbox.close()

@@ -1,0 +1,241 @@
+"""The MQTT side: the only module that imports aiomqtt.
+
+One long-lived loop: connect (TLS, Last Will), announce (`state` online, `birth`), then drain the
+outbox in order while answering commands; on any connection error, back off with jitter and start
+again. Being offline is a normal state: the drivers keep polling into the outbox meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import senml
+from agent.config import Config
+from agent.outbox import Message, Outbox
+
+log = logging.getLogger(__name__)
+
+WINDOW = 32  # QoS 1 publishes in flight at once: a slow link drains a backlog WINDOW times faster
+CommandHandler = Callable[[bytes], Awaitable[dict[str, Any] | None]]
+
+
+class PublishRefused(Exception):
+    """The broker answered a PUBACK with a failure reason code (MQTT 5), e.g. not authorized."""
+
+    def __init__(self, seq: int, code: int, reason: str) -> None:
+        super().__init__(f"broker refused seq {seq}: {reason} (0x{code:02x})")
+        self.code = code
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt 2.5 completes a QoS 1 publish even when the PUBACK carries a failure code; this
+    keeps the code per message id so the outbox deletes only what the broker really accepted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._puback: dict[int, Any] = {}
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        self._puback[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_checked(self, topic: str, payload: bytes, *, retain: bool = False,
+                              qos: int = 1, timeout: float = 30.0) -> tuple[int, str]:
+        """Publish and return the PUBACK (reason code value, reason name)."""
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+        if not info.is_published():
+            done = asyncio.Event()
+            with self._pending_call(info.mid, done, self._pending_publishes):
+                await self._wait_for(done.wait(), timeout=timeout)
+        code = self._puback.pop(info.mid, None)
+        if code is None or not hasattr(code, "value"):
+            return 0, "Success"
+        return int(code.value), str(code)
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    tls = config.mqtt.tls
+    if tls is None:
+        return None
+    # Server verification is always on: a default context checks the chain and the host name.
+    ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
+    if tls.cert and tls.key:
+        ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    return ctx
+
+
+class Uplink:
+    def __init__(self, config: Config, outbox: Outbox, *, session: int,
+                 birth: Callable[[], dict[str, Any]], clock: Callable[[], float],
+                 commands: CommandHandler | None = None) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.session = session
+        self.birth = birth
+        self.commands = commands
+        self._clock = clock
+        self.root = config.root
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self.published = 0
+        self.refused = 0
+        self.last_error: str | None = None
+        self._client: _Client | None = None
+        self._hist_until = 0  # seqs up to this one were held back by an outage: hist = true
+
+    # -- connection loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            connections = self.connections
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                # Log the first failure after a good connection; repeats only at debug level.
+                level = logging.WARNING if failures == 0 else logging.DEBUG
+                log.log(level, "broker unreachable or connection lost: %s", exc)
+            finally:
+                self.connected.clear()
+                self._client = None
+            failures = 1 if self.connections > connections else failures + 1
+            # Exponential backoff with full jitter, so a thousand gateways that lost the same
+            # broker do not all come back in the same second.
+            cap = self.config.mqtt.reconnect_max
+            delay = min(cap, 0.25 * 2 ** min(failures, 12)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            await asyncio.sleep(delay)
+
+    def _will(self) -> aiomqtt.Will:
+        offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
+        return aiomqtt.Will(f"{self.root}/state", senml.encode(offline, "json"), qos=1,
+                            retain=True)
+
+    async def _session(self) -> None:
+        mqtt = self.config.mqtt
+        protocol = (aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5"
+                    else aiomqtt.ProtocolVersion.V311)
+        client = _Client(
+            mqtt.host, mqtt.port, identifier=self.config.gateway.id, protocol=protocol,
+            username=mqtt.username,
+            password=mqtt.password.get_secret_value() if mqtt.password else None,
+            will=self._will(), keepalive=int(mqtt.keepalive), tls_context=tls_context(self.config),
+            timeout=10, max_inflight_messages=WINDOW, logger=logging.getLogger("batigate.mqtt"))
+        async with client:
+            self._client = client
+            self.connections += 1
+            self._hist_until = self.outbox.last_committed_seq()
+            log.info("connected to %s:%d (session %d)", mqtt.host, mqtt.port, self.session)
+            await self._announce(client)
+            self.connected.set()
+            async with asyncio.TaskGroup() as tg:  # scoped to this one connection
+                if self.commands is not None:
+                    await client.subscribe(f"{self.root}/cmd/req", qos=1)
+                    tg.create_task(self._serve_commands(client), name="commands")
+                tg.create_task(self._drain(client), name="drain")
+
+    async def _announce(self, client: _Client) -> None:
+        online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
+        await client.publish_checked(f"{self.root}/state", senml.encode(online, "json"),
+                                     retain=True)
+        await self.rebirth()
+
+    async def rebirth(self) -> None:
+        if self._client is not None:
+            await self._client.publish_checked(
+                f"{self.root}/birth", senml.encode(self.birth(), self.config.mqtt.encoding),
+                retain=True)
+
+    async def publish_direct(self, topic: str, body: dict[str, Any], *, qos: int = 0) -> bool:
+        """Fire-and-forget for what must not be buffered (health); False when offline."""
+        if self._client is None:
+            return False
+        await self._client.publish(f"{self.root}/{topic}",
+                                   senml.encode(body, self.config.mqtt.encoding), qos=qos)
+        return True
+
+    async def graceful_offline(self) -> None:
+        """On a clean stop, say offline ourselves (the Will only covers crashes)."""
+        if self._client is None:
+            return
+        offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await self._client.publish_checked(f"{self.root}/state",
+                                               senml.encode(offline, "json"), retain=True,
+                                               timeout=2)
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    def payload(self, message: Message) -> bytes:
+        envelope = {"v": 1, "gw": self.config.gateway.id, "sess": message.sess, "seq": message.seq,
+                    "mid": message.mid, "ts": message.ts, "hist": message.seq <= self._hist_until}
+        envelope.update(message.fields())
+        return senml.encode(envelope, self.config.mqtt.encoding)
+
+    async def _drain(self, client: _Client) -> None:
+        refusals = 0
+        while True:
+            await self.outbox.committed.wait()
+            batch = self.outbox.peek(WINDOW)
+            if not batch:
+                continue
+            results = await asyncio.gather(
+                *(client.publish_checked(f"{self.root}/{m.topic}", self.payload(m),
+                                         retain=m.retain) for m in batch),
+                return_exceptions=True)
+            accepted: list[int] = []
+            refused: list[PublishRefused] = []
+            lost: BaseException | None = None
+            for message, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    lost = lost or result
+                elif result[0] >= 0x80:
+                    refused.append(PublishRefused(message.seq, *result))
+                else:
+                    accepted.append(message.seq)
+            self.outbox.ack(accepted)
+            self.published += len(accepted)
+            if lost is not None:
+                raise lost
+            if refused:
+                # The broker says no (ACL, quota): the messages stay in the outbox; retry slowly.
+                self.refused += len(refused)
+                refusals += 1
+                self.last_error = str(refused[0])
+                log.error("%s; %d message(s) kept in the outbox", refused[0], len(refused))
+                await asyncio.sleep(min(self.config.mqtt.reconnect_max, 2 ** min(refusals, 6)))
+            else:
+                refusals = 0
+
+    async def _serve_commands(self, client: _Client) -> None:
+        assert self.commands is not None
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(
+                message.payload).encode()
+            response = await self.commands(payload)
+            if response is None:
+                continue
+            props = message.properties
+            topic = f"{self.root}/cmd/res"
+            reply_props = None
+            if props is not None and getattr(props, "ResponseTopic", None):
+                topic = props.ResponseTopic
+                if getattr(props, "CorrelationData", None):
+                    reply_props = Properties(PacketTypes.PUBLISH)
+                    reply_props.CorrelationData = props.CorrelationData
+            await client.publish(topic, senml.encode(response, "json"), qos=1,
+                                 properties=reply_props)
