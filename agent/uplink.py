@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiomqtt
@@ -239,3 +239,16 @@ class Uplink:
                     reply_props.CorrelationData = props.CorrelationData
             await client.publish(topic, senml.encode(response, "json"), qos=1,
                                  properties=reply_props)
+
+
+async def watch(host: str, port: int, topic: str, *, protocol: str = "5",
+                ) -> AsyncIterator[tuple[str, bytes, bool]]:
+    """Subscribe to `topic` on a plain local broker and yield (topic, payload, retained): the demo's
+    live view and the tests' observer use it, so they too stay out of aiomqtt's API."""
+    version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+    async with aiomqtt.Client(host, port, protocol=version) as client:
+        await client.subscribe(topic, qos=1)
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(
+                message.payload).encode()
+            yield str(message.topic), payload, bool(message.retain)

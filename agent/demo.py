@@ -1,0 +1,153 @@
+"""`batigate demo`: the simulated building, a local broker and the agent, in one process.
+
+The broker is the system mosquitto when there is one, otherwise amqtt embedded in this process
+(MQTT 3.1.1 only, so the demo config then selects 3.1.1). Nothing needs root, nothing listens
+beyond 127.0.0.1, and everything is under a temporary folder removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from agent import config as config_mod
+from agent import logs, senml, supervisor
+from agent.uplink import watch
+
+console = Console()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_config(workdir: Path, modbus_port: int, broker_port: int, protocol: str) -> dict[str, Any]:
+    from agent.sim.modbus_building import DEMO_POINTS  # noqa: PLC0415
+
+    names = {1: "vmc-a", 2: "pump-1", 3: "vmc-b"}
+    return {
+        "gateway": {"id": "gw-demo", "site": "res-les-pins"},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "protocol": protocol},
+        "buffer": {"path": str(workdir / "outbox.db"), "commit_interval": "500ms"},
+        "health": {"interval": "30s"},
+        "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1",
+                   "port": modbus_port}],
+        "devices": [{"id": names[unit], "bus": "lan", "address": unit, "poll": "2s",
+                     "timeout": "500ms", "points": points}
+                    for unit, points in DEMO_POINTS.items()],
+    }
+
+
+@contextlib.asynccontextmanager
+async def local_broker(workdir: Path) -> AsyncIterator[tuple[int, str]]:
+    """Yield (port, MQTT protocol) of a broker on 127.0.0.1."""
+    port = _free_port()
+    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
+    if binary:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        proc = await asyncio.create_subprocess_exec(binary, "-c", str(conf),
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        try:
+            await _wait_port(port)
+            console.print(f"[dim]broker: {binary} on 127.0.0.1:{port} (MQTT 5)[/]")
+            yield port, "5"
+        finally:
+            proc.terminate()
+            await proc.wait()
+        return
+    from amqtt.broker import Broker  # noqa: PLC0415 - only when no mosquitto is installed
+
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}})
+    await broker.start()
+    try:
+        console.print(f"[dim]broker: embedded amqtt on 127.0.0.1:{port} (MQTT 3.1.1)[/]")
+        yield port, "3.1.1"
+    finally:
+        await broker.shutdown()
+
+
+async def _wait_port(port: int) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+
+def _show(topic: str, payload: bytes, retained: bool) -> None:
+    try:
+        body = senml.decode(payload, "json")
+    except ValueError:
+        console.print(f"[red]{topic}[/] (undecodable, {len(payload)} bytes)")
+        return
+    short = topic.split("/", 3)[-1]
+    flag = " [dim](retained)[/]" if retained else ""
+    if "e" in body:
+        values = ", ".join(
+            f"{r['n']}={r.get('v', r.get('vb', r.get('vs', '?')))}{r.get('u', '')}"
+            + (f" [{r['q']}]" if "q" in r else "") for r in body["e"])
+        hist = " [yellow]hist[/]" if body.get("hist") else ""
+        console.print(f"[cyan]{short}[/] seq={body.get('seq')}{hist}: {values}")
+    else:
+        fields = {k: v for k, v in body.items() if k not in ("v", "gw", "mid", "devices")}
+        console.print(f"[magenta]{short}[/]{flag}: {fields}")
+
+
+async def run(seconds: float = 0) -> int:
+    from agent.sim.modbus_building import ModbusBuilding  # noqa: PLC0415
+
+    logs.setup("warning")
+    workdir = Path(tempfile.mkdtemp(prefix="batigate-demo-"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    building = ModbusBuilding()
+    modbus_port = await building.start(0)
+    console.print(f"[dim]simulated building: modbus-tcp 127.0.0.1:{modbus_port}[/]")
+    try:
+        async with local_broker(workdir) as (broker_port, protocol):
+            path = workdir / "gateway.yaml"
+            path.write_text(yaml.safe_dump(demo_config(workdir, modbus_port, broker_port,
+                                                       protocol), sort_keys=False))
+            config = config_mod.load(path)  # the same checks a technician's file gets
+            console.print(f"[dim]config: {path}; topics under {config.root}/ ; Ctrl-C stops[/]")
+
+            async def viewer() -> None:
+                async for topic, payload, retained in watch("127.0.0.1", broker_port,
+                                                            f"{config.root}/#", protocol=protocol):
+                    _show(topic, payload, retained)
+
+            async def timer() -> None:
+                if seconds > 0:
+                    await asyncio.sleep(seconds)
+                    stop.set()
+
+            async with asyncio.TaskGroup() as tg:
+                view = tg.create_task(viewer())
+                tg.create_task(timer())
+                await supervisor.serve(config, shutdown_trigger=stop.wait)
+                view.cancel()
+    finally:
+        await building.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    console.print("[dim]demo stopped[/]")
+    return 0

@@ -1,0 +1,57 @@
+"""A backend stand-in for the tests: a persistent MQTT session that survives broker restarts.
+
+It subscribes with clean_session=False on a broker with persistence on, so what the agent publishes
+while this observer reconnects is queued for it, as for a real backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+
+@dataclass
+class Seen:
+    topic: str
+    body: dict[str, Any]
+    retained: bool
+
+
+@dataclass
+class Observer:
+    port: int
+    topic: str
+    client_id: str = "test-observer"
+    messages: list[Seen] = field(default_factory=list)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id,
+                                          clean_session=False,
+                                          protocol=aiomqtt.ProtocolVersion.V311) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        payload = message.payload
+                        assert isinstance(payload, bytes)
+                        body = json.loads(payload)
+                        self.messages.append(Seen(str(message.topic), body, bool(message.retain)))
+                        self.changed.set()
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.05)
+
+    async def wait_for(self, predicate: Any, timeout: float = 15.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.messages):
+                self.changed.clear()
+                await self.changed.wait()
+
+    def bodies(self, suffix: str) -> list[dict[str, Any]]:
+        return [m.body for m in self.messages if m.topic.endswith(suffix)]
