@@ -213,8 +213,8 @@ class Outbox:
             "ORDER BY prio, seq LIMIT ?", (limit + len(skip),)).fetchall()
         out = [Message(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows
                if r[0] not in skip]
-        if not out and not self._pending:
-            self.committed.clear()
+        if not out:
+            self.committed.clear()  # set again by the next commit
         return out[:limit]
 
     def ack(self, seqs: Sequence[int]) -> None:

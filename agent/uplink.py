@@ -142,11 +142,14 @@ class Uplink:
             log.info("connected to %s:%d (session %d)", mqtt.host, mqtt.port, self.session)
             await self._announce(client)
             self.connected.set()
-            async with asyncio.TaskGroup() as tg:  # scoped to this one connection
-                if self.commands is not None:
-                    await client.subscribe(f"{self.root}/cmd/req", qos=1)
-                    tg.create_task(self._serve_commands(client), name="commands")
-                tg.create_task(self._drain(client), name="drain")
+            try:
+                async with asyncio.TaskGroup() as tg:  # scoped to this one connection
+                    if self.commands is not None:
+                        await client.subscribe(f"{self.root}/cmd/req", qos=1)
+                        tg.create_task(self._serve_commands(client), name="commands")
+                    tg.create_task(self._drain(client), name="drain")
+            except* aiomqtt.MqttError as lost:
+                raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
 
     async def _announce(self, client: _Client) -> None:
         online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
