@@ -89,6 +89,10 @@ class PointConfig(Strict):
     min: float | None = Field(None, description="lowest value a write may set")
     max: float | None = Field(None, description="highest value a write may set")
     description: str = ""
+    # Semantics for the birth inventory (DESIGN §3.2): what the point is, not how it is read.
+    kind: str | None = Field(None, description="sensor, cmd, sp, alarm, status or counter")
+    brick: str | None = Field(None, description="Brick class, e.g. brick:Water_Level_Sensor")
+    haystack: list[str] | None = Field(None, description="Haystack tags, e.g. [water, level]")
 
     @field_validator("unit")
     @classmethod

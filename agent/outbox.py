@@ -80,6 +80,7 @@ class Outbox:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._pending: list[tuple[Any, ...]] = []
+        self._acked: set[int] = set()  # published and acknowledged, deleted at the next commit
         self._next_seq = int(self._meta("next_seq", "1"))
         last = self._db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
         if last is not None and last >= self._next_seq:  # a counter row lost by an older version
@@ -139,13 +140,16 @@ class Outbox:
         return len(self._pending)
 
     def commit(self, meta: dict[str, Any] | None = None) -> None:
-        if not self._pending and not meta:
+        """One transaction: the pending rows in, the acknowledged rows out, `meta` values."""
+        if not self._pending and not self._acked and not meta:
             return
         rows, self._pending = self._pending, []
+        acked, self._acked = self._acked, set()
         self._has_pending.clear()
         try:
             with self._transaction():
                 self._db.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in acked])
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)",
                                  (str(self._next_seq),))
                 for key, value in (meta or {}).items():
@@ -153,6 +157,7 @@ class Outbox:
                                      (key, json.dumps(value)))
         except sqlite3.Error as exc:
             self._pending = rows + self._pending  # keep them: the next commit tries again
+            self._acked |= acked
             self._has_pending.set()
             raise StoreError(f"outbox commit failed: {exc}") from exc
         self.commits += 1
@@ -187,13 +192,14 @@ class Outbox:
         for seq, size in rows:
             if freed >= over:
                 break
+            if seq in self._acked:
+                continue
             victims.append(seq)
             freed += size
         if not victims:
             return
         with self._transaction():
-            self._db.execute("DELETE FROM outbox WHERE prio = ? AND seq <= ?",
-                             (PRIO_TELEMETRY, victims[-1]))
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
         self._bytes -= freed
         self._rows -= len(victims)
         self.dropped += len(victims)
@@ -205,30 +211,30 @@ class Outbox:
 
     # -- reading and acknowledging --------------------------------------------------------------
 
-    def peek(self, limit: int, exclude: Iterable[int] = ()) -> list[Message]:
-        """The next committed messages in delivery order (priority, then seq)."""
-        skip = set(exclude)
+    def peek(self, limit: int) -> list[Message]:
+        """The next committed, unacknowledged messages in delivery order (priority, then seq)."""
         rows = self._db.execute(
             "SELECT seq, prio, topic, retain, mid, sess, ts, body FROM outbox "
-            "ORDER BY prio, seq LIMIT ?", (limit + len(skip),)).fetchall()
+            "ORDER BY prio, seq LIMIT ?", (limit + len(self._acked),)).fetchall()
         out = [Message(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows
-               if r[0] not in skip]
+               if r[0] not in self._acked]
         if not out:
             self.committed.clear()  # set again by the next commit
         return out[:limit]
 
-    def ack(self, seqs: Sequence[int]) -> None:
-        """Delete what the broker acknowledged."""
-        if not seqs:
-            return
-        with self._transaction():
-            sizes = self._db.execute(
-                f"SELECT COALESCE(SUM(LENGTH(body)),0) FROM outbox WHERE seq IN "
-                f"({','.join('?' * len(seqs))})", tuple(seqs)).fetchone()[0]
-            deleted = self._db.executemany("DELETE FROM outbox WHERE seq = ?",
-                                           [(s,) for s in seqs]).rowcount
-        self._bytes -= sizes
-        self._rows -= deleted
+    def ack(self, messages: Sequence[Message]) -> None:
+        """The broker has these: never publish them again; the rows go with the next commit.
+
+        Deleting in the batch transaction rather than at once halves the disk writes; after a
+        crash in between, those messages are sent once more with their `mid` (at least once).
+        """
+        for message in messages:
+            if message.seq not in self._acked:
+                self._acked.add(message.seq)
+                self._rows -= 1
+                self._bytes -= len(message.body)
+        if messages:
+            self._has_pending.set()
         if self._rows == 0 and not self._pending:
             self.emptied.set()
 
@@ -245,8 +251,8 @@ class Outbox:
         by_prio = dict(self._db.execute("SELECT prio, COUNT(*) FROM outbox GROUP BY prio"))
         oldest = row[1]
         return {
-            "depth": row[0] + len(self._pending),
-            "committed": row[0],
+            "depth": self._rows + len(self._pending),
+            "committed": self._rows,
             "pending": len(self._pending),
             "alarms": by_prio.get(PRIO_ALARM, 0),
             "events": by_prio.get(PRIO_EVENT, 0),

@@ -135,6 +135,7 @@ class Uplink:
             password=mqtt.password.get_secret_value() if mqtt.password else None,
             will=self._will(), keepalive=int(mqtt.keepalive), tls_context=tls_context(self.config),
             timeout=10, max_inflight_messages=WINDOW, logger=logging.getLogger("batigate.mqtt"))
+        client.pending_calls_threshold = 4 * WINDOW  # aiomqtt warns past this; WINDOW is by design
         async with client:
             self._client = client
             self.connections += 1
@@ -200,7 +201,7 @@ class Uplink:
                 *(client.publish_checked(f"{self.root}/{m.topic}", self.payload(m),
                                          retain=m.retain) for m in batch),
                 return_exceptions=True)
-            accepted: list[int] = []
+            accepted: list[Message] = []
             refused: list[PublishRefused] = []
             lost: BaseException | None = None
             for message, result in zip(batch, results, strict=True):
@@ -209,7 +210,7 @@ class Uplink:
                 elif result[0] >= 0x80:
                     refused.append(PublishRefused(message.seq, *result))
                 else:
-                    accepted.append(message.seq)
+                    accepted.append(message)
             self.outbox.ack(accepted)
             self.published += len(accepted)
             if lost is not None:
@@ -235,13 +236,23 @@ class Uplink:
             props = message.properties
             topic = f"{self.root}/cmd/res"
             reply_props = None
-            if props is not None and getattr(props, "ResponseTopic", None):
-                topic = props.ResponseTopic
+            wanted = getattr(props, "ResponseTopic", None) if props is not None else None
+            if wanted and _publishable(wanted):
+                topic = wanted
                 if getattr(props, "CorrelationData", None):
                     reply_props = Properties(PacketTypes.PUBLISH)
                     reply_props.CorrelationData = props.CorrelationData
+            elif wanted:  # a wildcard would make paho raise and end the session: answer here
+                log.warning("command response topic %r is not a valid topic: answering on "
+                            "%s", wanted[:200], topic)
             await client.publish(topic, senml.encode(response, "json"), qos=1,
                                  properties=reply_props)
+
+
+def _publishable(topic: str) -> bool:
+    """MQTT 3.1.1/5 §4.7: a topic to publish to has no wildcards, no NUL, 1..65535 bytes."""
+    return (0 < len(topic.encode("utf-8", errors="replace")) <= 65535
+            and not any(c in topic for c in "+#\0"))
 
 
 async def watch(host: str, port: int, topic: str, *, protocol: str = "5",

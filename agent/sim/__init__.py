@@ -1,0 +1,1 @@
+"""Simulated field devices for `batigate sim`, the demo and the integration tests."""

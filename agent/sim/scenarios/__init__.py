@@ -1,0 +1,1 @@
+"""Scenario files for the simulated building (`batigate sim --scenario NAME`)."""

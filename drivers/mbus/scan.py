@@ -1,0 +1,157 @@
+"""Find the meters on an M-Bus line: by primary address and by secondary-address search.
+
+Primary scan: SND_NKE to every address 0..250; an E5 means a meter is there, and one REQ_UD2
+tells which (id, manufacturer, medium). Silence is not retried: an empty address is the common
+case and a retry would double a scan that already takes 251 timeouts.
+
+Secondary search (the tree walk of EN 13757-3 wildcard selection): select with the leftmost id
+digit fixed to 0..9 and the rest wildcards (F). No E5: nobody matches, skip the subtree. E5:
+at least one meter is selected, so ask it for data with REQ_UD2 to 0xFD. A clean telegram means
+exactly one meter; garbled bytes mean several answered at once (their E5s were identical, their
+telegrams are not), so fix the next digit and walk deeper. Meters that collide even with all 8
+digits fixed (same id, different manufacturer) are reported as collisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.driver import BusStats
+from drivers.mbus import frames
+from drivers.mbus.codec import MBusDecodeError, Telegram, decode_frame
+from drivers.mbus.config import MAX_PRIMARY, MBusBusConfig
+from drivers.mbus.link import MBusLink
+
+DEFAULT_TIMEOUT = 0.3  # as libmbus at 2400 baud; the standard's worst case is 0.19 s
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundMeter:
+    how: Literal["primary", "secondary"]
+    primary: int  # the address it answered at (a secondary find: its own link address)
+    id: str  # 8 digits, as printed on the meter
+    manufacturer: str | None
+    version: int | None
+    medium: str | None
+    medium_code: int | None
+
+    def config(self) -> dict[str, Any]:
+        """The addressing part of a `devices:` entry for this meter."""
+        if self.how == "primary":
+            return {"address": self.primary}
+        entry: dict[str, Any] = {"secondary": self.id}
+        if self.manufacturer:
+            entry["manufacturer"] = self.manufacturer
+        return entry
+
+
+@dataclass(slots=True)
+class ScanResult:
+    meters: list[FoundMeter] = field(default_factory=list)
+    # Where several meters answered and could not be told apart: "primary 5" (two meters
+    # configured to one address) or "secondary 12345678".
+    collisions: list[str] = field(default_factory=list)
+
+
+def _found(how: Literal["primary", "secondary"], telegram: Telegram) -> FoundMeter:
+    return FoundMeter(how, telegram.address, telegram.id.zfill(8), telegram.manufacturer,
+                      telegram.version, telegram.medium, telegram.medium_code)
+
+
+class Scanner:
+    """Scans over an open link; `scan()` below makes one for a bus config."""
+
+    def __init__(self, link: MBusLink, timeout: float = DEFAULT_TIMEOUT,
+                 progress: Progress | None = None) -> None:
+        self.link = link
+        self.timeout = timeout
+        self.progress = progress
+        # Long enough after an answer for a second, slightly later slave to show up.
+        self.settle = 3 * link.bus.char_time
+
+    async def _ask(self, request: bytes, retries: int = 0) -> tuple[bytes | None, bool]:
+        """(frame, collision): the answer if it was clean; collision when bytes were garbled."""
+        collision = False
+        for _ in range(retries + 1):
+            answer = await self.link.transact(request, self.timeout, self.settle)
+            if answer.frame is not None and answer.junk == 0:
+                return answer.frame, False
+            collision = collision or answer.junk > 0 or answer.frame is not None
+        return None, collision
+
+    async def _telegram(self, address: int) -> tuple[Telegram | None, bool]:
+        frame, collision = await self._ask(frames.req_ud2(address), self.link.bus.retries)
+        if frame is None or frame[0] != frames.START_LONG:
+            return None, collision or frame is not None
+        try:
+            return decode_frame(frame), False
+        except MBusDecodeError:
+            return None, True  # a checksum-valid mix of two telegrams is possible, if rare
+
+    async def primary(self, addresses: Iterable[int] = range(MAX_PRIMARY + 1)) -> ScanResult:
+        result = ScanResult()
+        todo = list(addresses)
+        for done, address in enumerate(todo, 1):
+            frame, collision = await self._ask(frames.snd_nke(address))
+            if self.progress is not None:
+                self.progress("primary", done, len(todo))
+            if frame is None and not collision:
+                continue
+            telegram, collision = await self._telegram(address)
+            if telegram is not None:
+                result.meters.append(_found("primary", telegram))
+            else:
+                result.collisions.append(f"primary {address}")
+        return result
+
+    async def secondary(self) -> ScanResult:
+        result = ScanResult()
+        await self._walk("", result)
+        await self._ask(frames.snd_nke(frames.ADDR_NETWORK_LAYER))  # deselect whoever is left
+        return result
+
+    async def _walk(self, prefix: str, result: ScanResult) -> None:
+        for digit in "0123456789":
+            fixed = prefix + digit
+            mask = fixed + "F" * (8 - len(fixed))
+            if self.progress is not None and not prefix:
+                self.progress("secondary", int(digit) + 1, 10)
+            ack, collision = await self._ask(frames.select_secondary(mask))
+            if ack is None and not collision:
+                continue  # nobody's id starts like this
+            if ack is not None and ack[0] == frames.ACK:
+                telegram, collision = await self._telegram(frames.ADDR_NETWORK_LAYER)
+                if telegram is not None:
+                    result.meters.append(_found("secondary", telegram))
+                    continue
+            if len(fixed) == 8:
+                # Several meters share this id (other manufacturers), or one is selected but
+                # sends no data: either way the technician must look.
+                result.collisions.append(f"secondary {fixed}")
+            else:
+                await self._walk(fixed, result)
+
+
+async def scan(bus: MBusBusConfig, *, primary: bool = True, secondary: bool = True,
+               addresses: Iterable[int] = range(MAX_PRIMARY + 1),
+               timeout: float = DEFAULT_TIMEOUT, progress: Progress | None = None,
+               stats: BusStats | None = None) -> ScanResult:
+    """Scan the bus (nothing else may use the line meanwhile: stop the agent first)."""
+    link = MBusLink(bus, stats if stats is not None else BusStats())
+    scanner = Scanner(link, timeout, progress)
+    result = ScanResult()
+    try:
+        if primary:
+            found = await scanner.primary(addresses)
+            result.meters += found.meters
+            result.collisions += found.collisions
+        if secondary:
+            found = await scanner.secondary()
+            result.meters += found.meters
+            result.collisions += found.collisions
+    finally:
+        await link.close()
+    return result

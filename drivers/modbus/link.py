@@ -1,0 +1,164 @@
+"""The one place that speaks pymodbus: a connection to one bus and its transaction counters.
+
+pymodbus changes its API often (slave= became device_id= in 3.10, payload classes went away), so
+everything that names it lives here and the rest of the driver sees plain lists and our errors.
+
+Each request runs under its own deadline (the device's `timeout`), enforced with
+`asyncio.timeout` rather than the client's single per-connection timeout, because devices on
+one bus may need different timeouts. pymodbus' own retries are off: the poller owns backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from agent.driver import BusStats
+from agent.errors import DeviceUnavailable
+from drivers.modbus.config import ModbusBusConfig, Table
+
+# pymodbus logs every unanswered request at ERROR; the poller already reports down/up once per
+# change, so a dead slave would otherwise write a line per poll to the SD card.
+_PYMODBUS_LOGGER = logging.getLogger("pymodbus")
+
+# The client's own deadline only has to outlast ours.
+_CLIENT_TIMEOUT = 3600.0
+
+EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+                   4: "device failure", 5: "acknowledge", 6: "device busy",
+                   8: "memory parity error", 10: "gateway path unavailable",
+                   11: "gateway target failed to respond"}
+
+
+class Refused(Exception):  # noqa: N818 - it is an answer, not a failure of ours
+    """The device answered with a Modbus exception code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        super().__init__(f"exception {code:02d} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+
+
+class ModbusLink:
+    """A lazily connected pymodbus client for one bus; counts requests, timeouts and garbage."""
+
+    def __init__(self, bus: ModbusBusConfig, stats: BusStats) -> None:
+        self.bus = bus
+        self.stats = stats
+        self._received = 0  # bytes seen since the last request went out
+        self._free_at = 0.0  # loop time before which the line must stay silent (`gap`)
+        if _PYMODBUS_LOGGER.level == logging.NOTSET:
+            _PYMODBUS_LOGGER.setLevel(logging.CRITICAL)
+        self._client = self._make_client()
+
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        common = {"timeout": _CLIENT_TIMEOUT, "retries": 0, "reconnect_delay": 0,
+                  "trace_packet": self._trace, "name": self.bus.id}
+        if self.bus.is_rtu:
+            # pyserial opens `socket://host:port` URLs too: serial-over-TCP converters and the
+            # simulators then get byte-exact RTU frames, CRC included.
+            return AsyncModbusSerialClient(str(self.bus.port), framer=FramerType.RTU,
+                                           baudrate=self.bus.baudrate, bytesize=self.bus.bytesize,
+                                           parity=self.bus.parity, stopbits=self.bus.stopbits,
+                                           **common)  # type: ignore[arg-type]
+        assert self.bus.host is not None and isinstance(self.bus.port, int)  # config guarantees
+        return AsyncModbusTcpClient(self.bus.host, port=self.bus.port, framer=FramerType.SOCKET,
+                                    **common)  # type: ignore[arg-type]
+
+    @property
+    def peer(self) -> str:
+        return str(self.bus.port) if self.bus.is_rtu else f"{self.bus.host}:{self.bus.port}"
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        # Bytes that arrive without making a valid answer are garbage (bad CRC, wrong length,
+        # wrong unit): pymodbus drops them silently and reports a timeout.
+        if sending:
+            self._received = 0
+        else:
+            self._received += len(data)
+        return data
+
+    async def open(self, timeout: float) -> None:
+        if self._client.connected:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                ok = await self._client.connect()
+        except TimeoutError:
+            ok = False
+        if not ok:
+            self._client.close()
+            raise DeviceUnavailable(f"cannot connect to {self.peer}")
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def read(self, table: Table, start: int, count: int, unit: int,
+                   timeout: float) -> list[int] | list[bool]:
+        """Registers (as ints) or bits (as bools) from `start`; raises Refused/DeviceUnavailable."""
+        client = self._client
+        call = {"coils": client.read_coils, "discrete": client.read_discrete_inputs,
+                "input": client.read_input_registers,
+                "holding": client.read_holding_registers}[table]
+        answer = await self._transact(lambda: call(start, count=count, device_id=unit), unit,
+                                      timeout)
+        values: list[int] | list[bool] = (answer.bits if table in ("coils", "discrete")
+                                          else answer.registers)
+        if len(values) < count:
+            self.stats.garbage += 1
+            raise DeviceUnavailable(f"unit {unit} answered {len(values)} values for {count}")
+        return values[:count]  # bit answers are padded to whole bytes
+
+    async def write_coil(self, address: int, state: bool, unit: int, timeout: float) -> None:
+        await self._transact(lambda: self._client.write_coil(address, state, device_id=unit),
+                             unit, timeout)
+
+    async def write_registers(self, address: int, words: Sequence[int], unit: int,
+                              timeout: float) -> None:
+        client = self._client
+        if len(words) == 1:  # FC 06: the one every device supports
+            await self._transact(lambda: client.write_register(address, words[0], device_id=unit),
+                                 unit, timeout)
+        else:
+            await self._transact(
+                lambda: client.write_registers(address, list(words), device_id=unit), unit, timeout)
+
+    async def _transact(self, request: Callable[[], Awaitable[ModbusPDU]], unit: int,
+                        timeout: float) -> ModbusPDU:
+        await self._keep_gap()
+        self.stats.requests += 1
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await request()
+        except TimeoutError:
+            raise self._no_answer(unit, f"no answer within {timeout:g}s") from None
+        except ModbusIOException as exc:
+            raise self._no_answer(unit, str(exc)) from None
+        except ConnectionException as exc:
+            self._client.close()  # next poll reconnects from scratch
+            raise self._no_answer(unit, f"connection to {self.peer} lost: {exc}") from None
+        finally:
+            self._free_at = asyncio.get_running_loop().time() + self.bus.gap
+        if answer.isError():
+            self.stats.exceptions += 1
+            raise Refused(int(getattr(answer, "exception_code", 0)))
+        return answer
+
+    def _no_answer(self, unit: int, why: str) -> DeviceUnavailable:
+        if self._received:
+            self.stats.garbage += 1
+            return DeviceUnavailable(f"unit {unit} on {self.peer}: {self._received} bytes that "
+                                     f"are no valid answer (check baud rate, parity, wiring)")
+        self.stats.timeouts += 1
+        return DeviceUnavailable(f"unit {unit} on {self.peer}: {why}")
+
+    async def _keep_gap(self) -> None:
+        if self.bus.gap:
+            delay = self._free_at - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)

@@ -1,0 +1,1 @@
+"""The built-in rule types, registered in pyproject.toml under `batigate.rules`."""
