@@ -19,6 +19,7 @@ from agent.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/batigate/gateway.yaml")
 EXIT_CONFIG = 2
+EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the agent again
 
 
 def _load_or_exit(path: Path) -> Any:
@@ -54,19 +55,29 @@ def run(config_path: Path) -> None:
     \b
     Example:  batigate run --config /etc/batigate/gateway.yaml
     """
-    from agent import logs, supervisor  # noqa: PLC0415
+    import time  # noqa: PLC0415
 
+    from agent import logs, supervisor  # noqa: PLC0415
+    from agent.commands import confirm  # noqa: PLC0415
+
+    logs.setup("info")
+    # A config.apply that was never confirmed (the agent crashed on the new file) rolls back here.
+    if line := confirm.check_at_start(config_path, now=time.time()):
+        click.echo(line, err=True)
     config = _load_or_exit(config_path)
     logs.setup(config.log_level)
-    asyncio.run(_run_until_signal(config, supervisor))
+    if asyncio.run(_run_until_signal(config, supervisor)):
+        click.echo("restart requested by a command; exiting for the service manager to restart",
+                   err=True)
+        sys.exit(EXIT_RESTART)
 
 
-async def _run_until_signal(config: Any, supervisor: Any) -> None:
+async def _run_until_signal(config: Any, supervisor: Any) -> bool:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await supervisor.serve(config, shutdown_trigger=stop.wait)
+    return bool(await supervisor.serve(config, shutdown_trigger=stop.wait))
 
 
 @main.group("config")

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from agent import registry
+from agent.commands.models import CommandsConfig
 from agent.config_models import (BufferConfig, BusConfig, DeviceConfig, GatewayConfig,
                                  HealthConfig, MqttConfig, PointConfig, RuleConfig, Strict)
 from agent.errors import ConfigError
@@ -31,6 +32,7 @@ class FileModel(Strict):
     buses: list[dict[str, Any]] = Field(default_factory=list)
     devices: list[dict[str, Any]] = Field(default_factory=list)
     rules: list[dict[str, Any]] = Field(default_factory=list)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Config:
     buses: list[BusConfig] = field(default_factory=list)
     devices: list[DeviceConfig] = field(default_factory=list)
     rules: list[RuleConfig] = field(default_factory=list)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
 
     @property
     def root(self) -> str:
@@ -132,14 +135,16 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise AssertionError("unreachable") from None
 
     buses = _buses(top.buses, problems)
-    devices = _devices(top.devices, buses, problems)
-    rules = _rules(top.rules, problems)
-    _cross_check(buses, devices, rules, problems)
+    devices, profile_rules = _devices(top.devices, buses, problems)
+    own_rules: list[tuple[Path_, dict[str, Any]]] = [
+        (("rules", index), item) for index, item in enumerate(top.rules)]
+    rules = _rules(own_rules + profile_rules, problems)
+    _cross_check(devices, rules, problems)
     problems.raise_if_any()
     return Config(source=Path(source), digest=hashlib.sha256(text.encode()).hexdigest()[:16],
                   gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
                   log_level=top.log_level, buses=list(buses.values()), devices=devices,
-                  rules=rules)
+                  rules=[rule for _, rule in rules], commands=top.commands)
 
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:
@@ -172,11 +177,13 @@ def _buses(raw: list[dict[str, Any]], problems: _Problems) -> dict[str, BusConfi
     return buses
 
 
-def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig],
-             problems: _Problems) -> list[DeviceConfig]:
+def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig], problems: _Problems,
+             ) -> tuple[list[DeviceConfig], list[tuple[Path_, dict[str, Any]]]]:
+    """The devices, and the default rules their profiles bring (with where they come from)."""
     from agent import profiles  # noqa: PLC0415 - profiles read data files: only when needed
 
     devices: list[DeviceConfig] = []
+    profile_rules: list[tuple[Path_, dict[str, Any]]] = []
     seen: set[str] = set()
     for index, item in enumerate(raw):
         bus_id = item.get("bus")
@@ -187,9 +194,11 @@ def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig],
             continue
         driver = registry.load(registry.DRIVERS, buses[bus_id].driver)
         try:
-            merged = profiles.apply(item)
+            merged = profiles.apply(item, driver=buses[bus_id].driver)
+            defaults = profiles.rules_for(item)
         except ValueError as exc:
-            problems.add(("devices", index, "profile"), str(exc))
+            problems.add(("devices", index, "rules" if "rules" in str(exc) else "profile"),
+                         str(exc))
             continue
         try:
             device = driver.device_model.model_validate(merged)
@@ -201,36 +210,54 @@ def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig],
             continue
         seen.add(device.id)
         devices.append(device)
-    return devices
+        profile_rules.extend((("devices", index, "profile"), rule) for rule in defaults)
+    return devices, profile_rules
 
 
-def _rules(raw: list[dict[str, Any]], problems: _Problems) -> list[RuleConfig]:
-    rules: list[RuleConfig] = []
+def _rules(entries: list[tuple[Path_, dict[str, Any]]],
+           problems: _Problems) -> list[tuple[Path_, RuleConfig]]:
+    """Validate each rule with its type's model. A rule of the file whose id equals a profile
+    default's replaces that default (that is how a technician overrides one wholesale)."""
+    own_ids = {item.get("id") for path, item in entries if path[0] == "rules"}
+    rules: list[tuple[Path_, RuleConfig]] = []
     seen: set[str] = set()
-    for index, item in enumerate(raw):
-        rule_type = _load_plugin(registry.RULES, item.get("type"), ("rules", index, "type"),
-                                 problems)
+    for path, item in entries:
+        from_profile = path[0] == "devices"
+        if from_profile and item.get("id") in own_ids:
+            continue
+        rule_type = _load_plugin(registry.RULES, item.get("type"),
+                                 path if from_profile else (*path, "type"), problems)
         if rule_type is None:
             continue
         try:
             rule = rule_type.config_model.model_validate(item)
         except ValidationError as exc:
-            problems.add_validation(exc, ("rules", index))
+            if from_profile:  # a profile default made invalid by a device's override
+                for error in exc.errors():
+                    problems.add(path, f"default rule {item.get('id')!r}: "
+                                       f"{dotted(tuple(error['loc']))}: {_message(error)}")
+            else:
+                problems.add_validation(exc, path)
             continue
         if rule.id in seen:
-            problems.add(("rules", index, "id"), f"rule id {rule.id!r} is used twice")
+            problems.add((*path, "id"), f"rule id {rule.id!r} is used twice")
             continue
         seen.add(rule.id)
-        rules.append(rule)
+        rules.append((path, rule))
     return rules
 
 
-def _cross_check(buses: dict[str, BusConfig], devices: list[DeviceConfig],
-                 rules: list[RuleConfig], problems: _Problems) -> None:
+def _cross_check(devices: list[DeviceConfig], rules: list[tuple[Path_, RuleConfig]],
+                 problems: _Problems) -> None:
     known = {f"{d.id}/{p.name}" for d in devices for p in d.points}
     device_ids = {d.id for d in devices}
-    for index, rule in enumerate(rules):
+    for path, rule in rules:
         for ref in rule.points():
-            if ref not in known and not (ref.endswith("/*") and ref[:-2] in device_ids):
-                problems.add(("rules", index, "point"), f"unknown point {ref!r} (write it dev/point)")
-    del buses  # every device's bus was already resolved in _devices
+            field = "point" if "point" in type(rule).model_fields else "device"
+            if ref.endswith("/*"):
+                if ref[:-2] not in device_ids:
+                    problems.add((*path, field), f"unknown device {ref[:-2]!r} in {ref!r}")
+            elif ref not in known:
+                problems.add((*path, field),
+                             f"unknown point {ref!r}; write it as device/point of a declared "
+                             f"device")

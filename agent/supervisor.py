@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from agent import __version__, registry
+from agent import __version__, health, registry
 from agent.clock import Clock, SystemClock
+from agent.commands import CommandHandler
 from agent.config import Config
 from agent.driver import Driver
 from agent.outbox import Outbox
@@ -53,8 +54,10 @@ class Agent:
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
         self.drivers: dict[str, Driver] = {}
         self.pollers: dict[str, DevicePoller] = {}
+        self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
+        self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
-                             clock=clock.time)
+                             clock=clock.time, commands=self.commands)
 
     def _overflow(self, first: int, last: int, count: int) -> None:
         log.warning("outbox full: dropped %d telemetry messages (seq %d..%d)", count, first, last)
@@ -86,7 +89,7 @@ class Agent:
             } for d in self.config.devices],
             "rules": [{"id": r.id, "type": r.type, "severity": r.severity}
                       for r in self.config.rules],
-            "commands": [],
+            "commands": CommandHandler.operations(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -107,17 +110,28 @@ class Agent:
     async def publish_health(self) -> None:
         while True:
             await asyncio.sleep(self.config.health.interval)
-            await self.uplink.publish_direct("health", self.health())
+            await self.uplink.publish_direct("health", health.report(self))
 
     async def tick_rules(self) -> None:
+        """Time-driven alarms (on-delays, stale data, held states): wake when the engine says the
+        next one is due, at most a second late so that new readings' deadlines are seen."""
         while True:
-            await asyncio.sleep(1.0)
             self.pipeline.tick()
+            deadline = self.engine.next_deadline()
+            now = self.clock.time()
+            await asyncio.sleep(1.0 if deadline is None else min(1.0, max(0.0, deadline - now)))
 
     async def stop_on(self, trigger: Callable[[], Awaitable[object]]) -> None:
-        await trigger()
+        stop = asyncio.ensure_future(trigger())
+        restart = asyncio.ensure_future(self.restart_requested.wait())
+        try:
+            await asyncio.wait((stop, restart), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            restart.cancel()
         log.info("stopping: committing and draining the outbox for up to %.0fs", DRAIN_TIMEOUT)
-        self.outbox.commit()
+        # Timers and windows of the rules go to disk too, so a restart resumes them.
+        self.outbox.commit({RULES_STATE_KEY: self.engine.export_state()} if self.engine else None)
         if self.uplink.connected.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_TIMEOUT):
@@ -147,12 +161,15 @@ def _rule_engine(config: Config, state: dict[str, Any] | None) -> Any:
         return None
     from rules.engine import RuleEngine  # noqa: PLC0415 - the rules package is optional at import
 
-    return RuleEngine(config.rules, state)
+    engine = RuleEngine(config.rules, state)
+    for problem in engine.restore_problems:
+        log.warning("alarm state: %s", problem)
+    return engine
 
 
 async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[object]],
-                clock: Clock | None = None, ready: Callable[[Agent], None] | None = None) -> None:
-    """Run the agent until `shutdown_trigger` returns."""
+                clock: Clock | None = None, ready: Callable[[Agent], None] | None = None) -> bool:
+    """Run the agent until `shutdown_trigger` returns; True when a command asked for a restart."""
     agent = Agent(config, clock or SystemClock())
     if config.mqtt.tls is None:
         log.warning("TLS is OFF for %s:%d (tls: false): lab brokers only", config.mqtt.host,
@@ -168,6 +185,7 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                     tg.create_task(agent.uplink.run(), name="uplink")
                     tg.create_task(agent.outbox.commit_periodically(), name="commit")
                     tg.create_task(agent.publish_health(), name="health")
+                    tg.create_task(agent.commands.run(), name="commands")
                     if agent.engine is not None:
                         tg.create_task(agent.tick_rules(), name="rules")
                     for device_id, poller in agent.pollers.items():
@@ -176,3 +194,4 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                 log.info("stopped (session %d)", agent.session)
     finally:
         agent.outbox.close()
+    return agent.restart_requested.is_set()

@@ -172,7 +172,7 @@ def test_bad_rules_overrides(tmp_path: Path, rules: str, message: str) -> None:
         load_devices(tmp_path, f"- {{id: v, bus: lan, address: 1, profile: vmc-caisson, "
                                f"rules: {rules}}}\n")
     [problem] = caught.value.problems
-    assert "devices[0].profile: " in problem and message in problem
+    assert "devices[0].rules: " in problem and message in problem
 
 
 def test_rules_without_a_profile_are_refused() -> None:

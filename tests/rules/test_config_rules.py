@@ -163,5 +163,5 @@ def test_config_check_refuses_unknown_points_and_devices(tmp_path: Any) -> None:
   - {id: gone, type: comm_lost, device: vmc-x, for: 5m}
 """)
     assert "FILE:18: rules[1].point: unknown point 'vmc-b/no_such_point'" in text
-    assert "FILE:20: rules[2].point: unknown point 'vmc-c/*'" in text
-    assert "FILE:21: rules[3].point: unknown point 'vmc-x/*'" in text
+    assert "FILE:20: rules[2].point: unknown device 'vmc-c' in 'vmc-c/*'" in text
+    assert "FILE:21: rules[3].device: unknown device 'vmc-x' in 'vmc-x/*'" in text

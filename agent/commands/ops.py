@@ -1,0 +1,372 @@
+"""The operations: one small coroutine each, registered with its argument model.
+
+An operation returns an `Outcome` or raises `Problem(code, reason)`; anything else it raises is a
+bug that the handler's isolation boundary turns into `failed 500`. `writes=True` marks what
+changes the gateway or the building: with `commands.require_signature: writes` only those must be
+signed (with the default `all`, everything must).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel
+
+from agent import config as config_mod
+from agent import health, logbuffer
+from agent.commands import confirm
+from agent.commands.models import (AlarmAckArgs, Code, ConfigApplyArgs, CountArgs, DeviceArgs,
+                                   LogGetArgs, LogLevelArgs, MaintenanceArgs, NoArgs, Outcome,
+                                   PointArgs, Problem, ResendArgs, Status, WriteArgs, ok)
+from agent.config_models import DeviceConfig, PointConfig
+from agent.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
+from agent.normalize import Normalizer
+from agent.redact import effective
+
+if TYPE_CHECKING:
+    from agent.commands.handler import CommandHandler
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0  # lets the answer reach the broker before the agent stops
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    handler: CommandHandler
+    cmd_id: str
+    by: str | None
+    signed: bool
+    now: float
+
+    @property
+    def agent(self) -> Any:
+        return self.handler.agent
+
+
+OpFunc = Callable[[Call, Any], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    name: str
+    args: type[BaseModel]
+    run: OpFunc
+    writes: bool
+
+
+OPERATIONS: dict[str, Op] = {}
+
+
+def op(name: str, args: type[BaseModel] = NoArgs, *, writes: bool = False
+       ) -> Callable[[OpFunc], OpFunc]:
+    def register(func: OpFunc) -> OpFunc:
+        OPERATIONS[name] = Op(name, args, func, writes)
+        return func
+
+    return register
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _device(agent: Any, dev: str) -> DeviceConfig:
+    for device in agent.config.devices:
+        if device.id == dev:
+            return device
+    raise Problem(Code.NOT_FOUND, f"unknown device {dev!r}")
+
+
+def _point(device: DeviceConfig, name: str) -> PointConfig:
+    for point in device.points:
+        if point.name == name:
+            return point
+    raise Problem(Code.NOT_FOUND, f"device {device.id} has no point {name!r}")
+
+
+def _poller(agent: Any, dev: str) -> Any:
+    poller = agent.pollers.get(dev)
+    if poller is None:
+        raise Problem(Code.UNAVAILABLE, f"the drivers are not running; {dev} cannot be reached")
+    return poller
+
+
+def _ceiling(device: DeviceConfig) -> float:
+    # The same bound as the poller's: a hung driver must not hold the bus (nor this command).
+    return device.timeout * (2 + len(device.points)) + 1.0
+
+
+def request_restart(agent: Any, reason: str) -> None:
+    """Ask the supervisor to stop so systemd starts the agent again (after RESTART_DELAY)."""
+    event = getattr(agent, "restart_requested", None)
+    if not isinstance(event, asyncio.Event):
+        event = asyncio.Event()
+        agent.restart_requested = event
+    log.warning("restart requested: %s", reason)
+    asyncio.get_running_loop().call_later(RESTART_DELAY, event.set)
+
+
+# -- gateway ----------------------------------------------------------------------------------
+
+@op("ping")
+async def ping(call: Call, args: NoArgs) -> Outcome:
+    """Liveness: answers at once with the session number."""
+    return ok({"pong": True, "sess": call.agent.session})
+
+
+@op("rebirth")
+async def rebirth(call: Call, args: NoArgs) -> Outcome:
+    """Publish the birth message again and poll every device now."""
+    agent = call.agent
+    await agent.uplink.rebirth()
+    for poller in agent.pollers.values():  # fresh values after the birth, as Sparkplug does
+        poller.poll_now()
+    return ok({"birth": True, "polled": len(agent.pollers)})
+
+
+@op("health")
+async def health_now(call: Call, args: NoArgs) -> Outcome:
+    """The health document now (the same as the periodic `health` message)."""
+    return ok(health.report(call.agent))
+
+
+@op("agent.restart", writes=True)
+async def agent_restart(call: Call, args: NoArgs) -> Outcome:
+    """Stop the agent cleanly; systemd starts it again. Answers `accepted`."""
+    request_restart(call.agent, f"command {call.cmd_id} by {call.by or '?'}")
+    return Outcome(Status.ACCEPTED, Code.ACCEPTED, {"restart_in": RESTART_DELAY})
+
+
+# -- points and polls ---------------------------------------------------------------------------
+
+@op("point.read", PointArgs)
+async def point_read(call: Call, args: PointArgs) -> Outcome:
+    """A fresh read from the device: value `v`, SenML unit `u`, quality `q`, time `ts`."""
+    agent = call.agent
+    device = _device(agent, args.dev)
+    point = _point(device, args.n)
+    poller = _poller(agent, device.id)
+    try:
+        async with poller.bus_lock, asyncio.timeout(_ceiling(device)):
+            values = list(await poller.driver.poll(device))
+    except (DeviceUnavailable, TimeoutError) as exc:
+        raise Problem(Code.UNAVAILABLE, f"{device.id} did not answer: {exc or 'timeout'}") from None
+    except DriverError as exc:
+        raise Problem(Code.FAILED, str(exc)) from None
+    ts = agent.clock.time()
+    value = next((v for v in values if v.name == point.name), None)
+    if value is None:
+        raise Problem(Code.FAILED, f"the driver returned no value for {point.name}")
+    synced = bool(agent.pipeline.clock_synced())
+    reading = Normalizer(device).readings([value], ts, synced=synced)[0]
+    return ok({"dev": device.id, "n": point.name, "v": reading.value, "u": reading.unit,
+               "q": reading.quality.value, "ts": round(ts, 3)})
+
+
+def _check_value(device: DeviceConfig, point: PointConfig, value: bool | float) -> None:
+    where = f"{device.id}/{point.name}"
+    if not point.writable:
+        raise Problem(Code.FORBIDDEN, f"{where} is not declared writable")
+    is_bool_point = getattr(point, "type", None) == "bool"
+    if is_bool_point and not isinstance(value, bool):
+        raise Problem(Code.UNPROCESSABLE, f"{where} is a bool point: v must be true or false")
+    if not is_bool_point and isinstance(value, bool):
+        raise Problem(Code.UNPROCESSABLE, f"{where} is numeric: v must be a number")
+    if not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Problem(Code.UNPROCESSABLE, f"{where}: v must be a finite number")
+        if point.min is not None and value < point.min:
+            raise Problem(Code.UNPROCESSABLE, f"{where}: {value} is below the minimum {point.min}")
+        if point.max is not None and value > point.max:
+            raise Problem(Code.UNPROCESSABLE, f"{where}: {value} is above the maximum {point.max}")
+
+
+@op("point.write", WriteArgs, writes=True)
+async def point_write(call: Call, args: WriteArgs) -> Outcome:
+    """Write `v` (in the unit the config declares) to a point declared writable, within its
+    min/max."""
+    agent = call.agent
+    device = _device(agent, args.dev)
+    point = _point(device, args.n)
+    _check_value(device, point, args.v)
+    poller = _poller(agent, device.id)
+    try:
+        async with poller.bus_lock, asyncio.timeout(_ceiling(device)):
+            await poller.driver.write(device, point, args.v)
+    except PointNotWritable as exc:
+        raise Problem(Code.FORBIDDEN, str(exc)) from None
+    except (DeviceUnavailable, TimeoutError) as exc:
+        raise Problem(Code.UNAVAILABLE, f"{device.id} did not answer: {exc or 'timeout'}") from None
+    except DriverError as exc:
+        raise Problem(Code.FAILED, str(exc)) from None
+    # The backend sees the write in the event stream and its effect in the next telemetry.
+    agent.pipeline.event({"type": "point.written", "dev": device.id, "n": point.name,
+                          "value": args.v, "cmd": call.cmd_id, "by": call.by})
+    poller.poll_now()
+    return ok({"dev": device.id, "n": point.name, "v": args.v})
+
+
+@op("poll.now", DeviceArgs)
+async def poll_now(call: Call, args: DeviceArgs) -> Outcome:
+    """Poll the device now instead of at its next tick. Answers `accepted`."""
+    device = _device(call.agent, args.dev)
+    _poller(call.agent, device.id).poll_now()
+    return Outcome(Status.ACCEPTED, Code.ACCEPTED, {"dev": device.id})
+
+
+# -- config -----------------------------------------------------------------------------------
+
+@op("config.get")
+async def config_get(call: Call, args: NoArgs) -> Outcome:
+    """The effective config with secrets masked, its digest, and any apply awaiting confirmation."""
+    config = call.agent.config
+    pending = confirm.pending(config.source)
+    return ok({"digest": config.digest, "config": effective(config),
+               "pending": None if pending is None else {"cmd": pending.cmd_id,
+                                                        "digest": pending.digest,
+                                                        "deadline": pending.deadline}})
+
+
+@op("config.apply", ConfigApplyArgs, writes=True)
+async def config_apply(call: Call, args: ConfigApplyArgs) -> Outcome:
+    """Validate, keep the previous file, write atomically, restart; rolled back unless
+    `config.confirm` comes within `confirm_within` seconds. Answers `in_progress`; the outcome
+    follows on `cmd/res` and `evt`."""
+    agent = call.agent
+    path = agent.config.source
+    text = args.config if isinstance(args.config, str) else yaml.safe_dump(args.config,
+                                                                          sort_keys=False)
+    if confirm.pending(path) is not None:
+        raise Problem(Code.CONFLICT, "another config apply waits for its confirmation")
+    try:
+        new = config_mod.parse(text, str(path))
+    except ConfigError as exc:
+        raise Problem(Code.UNPROCESSABLE, f"invalid config: {len(exc.problems)} problem(s)",
+                      {"problems": exc.problems[:50]}) from None
+    if new.gateway.id != agent.config.gateway.id:
+        raise Problem(Code.UNPROCESSABLE, "gateway.id cannot change remotely (it is the "
+                      "certificate name and the MQTT client id)")
+    if new.digest == agent.config.digest:
+        return ok({"digest": new.digest, "changed": False})
+    staged = confirm.stage(path, text, confirm_within=args.confirm_within, now=call.now,
+                           cmd_id=call.cmd_id, by=call.by)
+    request_restart(agent, f"config {staged.digest} applied by command {call.cmd_id}")
+    return Outcome(Status.IN_PROGRESS, Code.ACCEPTED,
+                   {"digest": staged.digest, "prev_digest": staged.prev_digest,
+                    "confirm_before": round(staged.deadline, 3), "restart": True})
+
+
+@op("config.confirm", writes=True)
+async def config_confirm(call: Call, args: NoArgs) -> Outcome:
+    """Keep the config in probation."""
+    agent = call.agent
+    record = confirm.pending(agent.config.source)
+    if record is None:
+        raise Problem(Code.CONFLICT, "no config apply waits for a confirmation")
+    if record.digest != agent.config.digest:
+        raise Problem(Code.CONFLICT, "the applied config is not running yet (restart pending)")
+    confirm.confirm(agent.config.source, now=call.now)
+    call.handler.probation_over()
+    await call.handler.report_outcome()
+    return ok({"digest": record.digest, "confirmed": record.cmd_id})
+
+
+@op("config.rollback", writes=True)
+async def config_rollback(call: Call, args: NoArgs) -> Outcome:
+    """Restore the previous config file and restart. Answers `in_progress`."""
+    agent = call.agent
+    path = agent.config.source
+    if not confirm.has_previous(path):
+        raise Problem(Code.CONFLICT, "there is no previous config to go back to")
+    confirm.rollback(path, reason=f"config.rollback command {call.cmd_id}", now=call.now)
+    request_restart(agent, f"config rolled back by command {call.cmd_id}")
+    return Outcome(Status.IN_PROGRESS, Code.ACCEPTED, {"restart": True})
+
+
+# -- alarms and maintenance ---------------------------------------------------------------------
+
+def _engine_call(agent: Any, method: str) -> Callable[..., Any]:
+    engine = agent.engine
+    if engine is None:
+        raise Problem(Code.NOT_FOUND, "no rules are configured on this gateway")
+    func = getattr(engine, method, None)
+    if func is None:
+        raise Problem(Code.NOT_IMPLEMENTED, f"the rule engine does not support {method} yet")
+    return func
+
+
+@op("alarm.ack", AlarmAckArgs, writes=True)
+async def alarm_ack(call: Call, args: AlarmAckArgs) -> Outcome:
+    """Acknowledge an alarm (id = rule id); `note` goes to the audit trail only."""
+    agent = call.agent
+    ack = _engine_call(agent, "ack")
+    try:
+        events = ack(args.alarm, by=call.by or "unknown", now=call.now)
+    except KeyError:
+        raise Problem(Code.NOT_FOUND, f"no alarm {args.alarm!r}") from None
+    agent.pipeline.alarm_events(list(events or []))
+    return ok({"alarm": args.alarm, "acked": True})
+
+
+@op("maintenance.set", MaintenanceArgs, writes=True)
+async def maintenance_set(call: Call, args: MaintenanceArgs) -> Outcome:
+    """Put a device in maintenance until `until` (epoch seconds; null ends it): its alarms are
+    suppressed by the rule engine and an `evt` tells the backend."""
+    agent = call.agent
+    device = _device(agent, args.dev)
+    if args.until is not None and args.until <= call.now:
+        raise Problem(Code.UNPROCESSABLE, "until is in the past; send null to end a maintenance")
+    applied = 0
+    if agent.engine is not None:
+        set_maintenance = _engine_call(agent, "set_maintenance")
+        events = set_maintenance(device.id, args.until, now=call.now)
+        agent.pipeline.alarm_events(list(events or []))
+        applied = 1
+    agent.pipeline.event({"type": "maintenance.set", "dev": device.id, "until": args.until,
+                          "cmd": call.cmd_id, "by": call.by})
+    return ok({"dev": device.id, "until": args.until, "rules": bool(applied)})
+
+
+# -- buffer and logs ----------------------------------------------------------------------------
+
+@op("buffer.stats")
+async def buffer_stats(call: Call, args: NoArgs) -> Outcome:
+    """Outbox depth, oldest age and sequence range."""
+    return ok(call.agent.outbox.stats())
+
+
+@op("buffer.resend", ResendArgs, writes=True)
+async def buffer_resend(call: Call, args: ResendArgs) -> Outcome:
+    """Not available: answered 501 (sent messages are not retained)."""
+    raise Problem(Code.NOT_IMPLEMENTED, "buffer.resend is not available: the outbox deletes a "
+                  "message once the broker acknowledged it, so nothing sent is retained")
+
+
+@op("log.level", LogLevelArgs, writes=True)
+async def log_level(call: Call, args: LogLevelArgs) -> Outcome:
+    """Change a logger's level until the next restart."""
+    logger = logging.getLogger(args.logger or None)
+    previous = logging.getLevelName(logger.getEffectiveLevel()).lower()
+    logger.setLevel(args.level.upper())
+    return ok({"logger": args.logger or "root", "previous": previous, "level": args.level,
+               "persistent": False})
+
+
+@op("log.get", LogGetArgs)
+async def log_get(call: Call, args: LogGetArgs) -> Outcome:
+    """The last log lines kept in memory."""
+    buffer = logbuffer.install()
+    level = logging.getLevelName(args.level.upper()) if args.level else logging.NOTSET
+    lines = buffer.tail(args.lines, level)
+    return ok({"lines": lines})
+
+
+@op("audit.get", CountArgs)
+async def audit_get(call: Call, args: CountArgs) -> Outcome:
+    """The most recent entries of the command audit trail."""
+    return ok({"entries": call.handler.audit.recent(args.lines)})
+

@@ -1,0 +1,178 @@
+"""The AsyncAPI document and its JSON Schemas against what a running agent really publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from referencing import Registry, Resource
+
+from agent import health
+from agent.commands.schema import request_schema
+from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
+from tests.broker import Mosquitto
+from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend
+from tests.integration.helpers import load, write_config
+from tests.observer import Observer
+
+API = Path(__file__).resolve().parents[2] / "asyncapi"
+SCHEMAS = API / "schemas"
+
+
+def registry() -> Registry:
+    resources = []
+    for path in SCHEMAS.glob("*.json"):
+        doc = json.loads(path.read_text())
+        resources.append((doc["$id"], Resource.from_contents(doc)))
+    return Registry().with_resources(resources)
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMAS / name).read_text())
+    return jsonschema.Draft202012Validator(schema, registry=registry())
+
+
+def assert_valid(name: str, body: Any) -> None:
+    errors = sorted(validator(name).iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, f"{name}: {[f'{list(e.path)}: {e.message}' for e in errors[:5]]}\n{body}"
+
+
+def test_every_schema_is_a_valid_2020_12_schema() -> None:
+    names = sorted(p.name for p in SCHEMAS.glob("*.json"))
+    assert {"state.json", "birth.json", "dev-state.json", "tm.json", "evt.json", "alarms.json",
+            "health.json", "cmd-req.json", "cmd-res.json"} <= set(names)
+    for name in names:
+        jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS / name).read_text()))
+
+
+def test_the_request_schema_is_the_one_the_code_generates() -> None:
+    published = json.loads((SCHEMAS / "cmd-req.json").read_text())
+    assert published == request_schema(), (
+        "asyncapi/schemas/cmd-req.json is stale: python -m agent.commands.schema > "
+        "asyncapi/schemas/cmd-req.json")
+
+
+def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
+    doc = yaml.safe_load((API / "asyncapi.yaml").read_text())
+    assert doc["asyncapi"].startswith("3.")
+    addresses = {c["address"].removeprefix("{namespace}/{site}/{gw}/")
+                 for c in doc["channels"].values()}
+    assert addresses == {"state", "birth", "dev/{dev}/state", "dev/{dev}/tm", "evt", "alarms",
+                         "health", "cmd/req", "cmd/res"}
+    for channel in doc["channels"].values():
+        params = set(re.findall(r"{(\w+)}", channel["address"]))
+        assert params == set(channel["parameters"]), channel["address"]
+        for message in channel["messages"].values():
+            name = message["$ref"].rsplit("/", 1)[-1]
+            payload = doc["components"]["messages"][name]["payload"]["$ref"]
+            assert (API / payload).is_file(), payload
+            for example in doc["components"]["messages"][name].get("examples", []):
+                if "sig" not in example["payload"]:
+                    assert_valid(Path(payload).name, example["payload"])
+    for operation in doc["operations"].values():
+        assert operation["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
+    reply = doc["operations"]["handleCommand"]["reply"]
+    assert reply["channel"]["$ref"] == "#/channels/commandResponses"
+
+
+def test_the_request_schema_accepts_what_the_handler_accepts() -> None:
+    good = {"id": "a-1", "op": "point.write", "args": {"dev": "vmc-a", "n": "x", "v": 1.5},
+            "exp": 1767225860, "aud": "gw-test", "by": "ops"}
+    assert_valid("cmd-req.json", good)
+    for bad in ({**good, "args": {"dev": "vmc-a", "n": "x"}}, {**good, "op": "teleport"},
+                {**good, "extra": 1}, {k: v for k, v in good.items() if k != "exp"},
+                {**good, "args": {"dev": "vmc-a", "n": "x", "v": "on"}}):
+        assert list(validator("cmd-req.json").iter_errors(bad)), bad
+
+
+@pytest.fixture
+async def building() -> AsyncIterator[tuple[ModbusBuilding, int]]:
+    sim = ModbusBuilding()
+    port = await sim.start(0)
+    yield sim, port
+    await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def observing(port: int) -> AsyncIterator[Observer]:
+    observer = Observer(port, f"{ROOT}/#", client_id=f"schema-{uuid.uuid4().hex[:6]}")
+    task = asyncio.ensure_future(observer.run())
+    await asyncio.wait_for(observer.subscribed.wait(), 10)
+    try:
+        yield observer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def req(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "op": op, "args": args or {}, "exp": int(time.time() + 60),
+            "by": "schema-test"}
+
+
+SCHEMA_OF = [("/state", "state.json"), ("/birth", "birth.json"), ("/tm", "tm.json"),
+             ("/evt", "evt.json"), ("/alarms", "alarms.json"), ("/health", "health.json"),
+             ("/cmd/res", "cmd-res.json")]
+
+
+async def test_real_messages_and_answers_match_their_schemas(tmp_path: Path, broker: Mosquitto,
+                                                             building: tuple) -> None:
+    sim, modbus_port = building
+    devices = [{"id": "vmc-a", "bus": "lan", "address": 1, "poll": "300ms", "timeout": "200ms",
+                "points": DEMO_POINTS[1]},
+               {"id": "pump-1", "bus": "lan", "address": 2, "poll": "300ms", "timeout": "200ms",
+                "points": DEMO_POINTS[2]}]
+    config = load(write_config(tmp_path, broker_port=broker.port, modbus_port=modbus_port,
+                               devices=devices, health={"interval": "300ms"}))
+    async with observing(broker.port) as observer, \
+            agent_with_commands(config) as (agent, _), backend(broker.port, v5=False) as peer:
+        requests = [req("ping"), req("point.read", {"dev": "vmc-a", "n": "exhaust_pressure"}),
+                    req("point.write", {"dev": "vmc-a", "n": "fan_enable", "v": True}),
+                    req("point.write", {"dev": "vmc-a", "n": "fan_speed", "v": 1}),
+                    req("maintenance.set", {"dev": "pump-1", "until": time.time() + 600}),
+                    req("config.get"), req("buffer.stats"), req("buffer.resend",
+                                                              {"from_seq": 1, "to_seq": 2}),
+                    req("health"), req("log.get", {"lines": 3}), req("rebirth"),
+                    req("teleport"), {"id": "late", "op": "ping", "exp": 1}]
+        for body in requests:
+            assert_valid("cmd-req.json", body) if body["op"] != "teleport" else None
+            await peer.ask(body)
+        await peer.send(b'{"op": "ping"}')  # no id: answered with id null
+        await peer.wait_for(None)
+        sim.set_silent(2, True)
+        await observer.wait_for(lambda ms: any(m.topic.endswith("/evt") and
+                                               m.body["type"] == "device.down" for m in ms))
+        await observer.wait_for(lambda ms: len([m for m in ms if m.topic.endswith("/health")])
+                                >= 2)
+        full = health.report(agent)
+    seen: dict[str, int] = {}
+    for message in observer.messages:
+        suffix = message.topic.removeprefix(ROOT)
+        name = "dev-state.json" if re.fullmatch(r"/dev/[^/]+/state", suffix) else next(
+            (schema for end, schema in SCHEMA_OF if suffix.endswith(end)), None)
+        if suffix == "/cmd/req":
+            continue
+        assert name is not None, message.topic
+        assert_valid(name, message.body)
+        seen[name] = seen.get(name, 0) + 1
+    assert {"state.json", "birth.json", "dev-state.json", "tm.json", "evt.json", "health.json",
+            "cmd-res.json"} <= set(seen), seen
+    for _, answer, _ in peer.answers:
+        assert_valid("cmd-res.json", answer)
+    strict = json.loads((SCHEMAS / "health.json").read_text())
+    strict["required"] = sorted(set(strict["required"]) | {
+        "cpu", "memory", "disk", "outbox_depth", "outbox_oldest_age", "cert_days",
+        "clock_synced"})
+    jsonschema.Draft202012Validator(strict, registry=registry()).validate(full)
+    assert full["buses"]["lan"]["requests"] > 0
