@@ -33,20 +33,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def demo_config(workdir: Path, modbus_port: int, broker_port: int, protocol: str) -> dict[str, Any]:
-    from agent.sim.modbus_building import DEMO_POINTS  # noqa: PLC0415
-
-    names = {1: "vmc-a", 2: "pump-1", 3: "vmc-b"}
+def demo_config(workdir: Path, building: Any, broker_port: int, protocol: str) -> dict[str, Any]:
+    """The gateway config of the simulated building: devices by profile, as on a real site, with
+    the profiles' default alarm rules shortened so that the demo's faults show within a minute."""
+    sections = building.gateway_sections(poll="2s", meter_poll="10s")
+    for device in sections["devices"]:
+        if device["profile"] == "vmc-caisson":
+            device["rules"] = {"low-depression": {"for": "5s"}, "pressure-switch": {"for": "5s"}}
     return {
         "gateway": {"id": "gw-demo", "site": "res-les-pins"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "protocol": protocol},
         "buffer": {"path": str(workdir / "outbox.db"), "commit_interval": "500ms"},
         "health": {"interval": "30s"},
-        "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1",
-                   "port": modbus_port}],
-        "devices": [{"id": names[unit], "bus": "lan", "address": unit, "poll": "2s",
-                     "timeout": "500ms", "points": points}
-                    for unit, points in DEMO_POINTS.items()],
+        **sections,
     }
 
 
@@ -106,13 +105,18 @@ def _show(topic: str, payload: bytes, retained: bool) -> None:
             + (f" [{r['q']}]" if "q" in r else "") for r in body["e"])
         hist = " [yellow]hist[/]" if body.get("hist") else ""
         console.print(f"[cyan]{short}[/] seq={body.get('seq')}{hist}: {values}")
+    elif str(body.get("type", "")).startswith("alarm."):
+        colour = "red" if body["type"] == "alarm.raised" else "green"
+        console.print(f"[bold {colour}]{short} {body['type']}[/] {body.get('alarm')}: "
+                      f"{body.get('message', '')}")
     else:
-        fields = {k: v for k, v in body.items() if k not in ("v", "gw", "mid", "devices")}
+        hidden = ("v", "gw", "mid", "devices", "sess", "ts", "hist", "commands", "rules")
+        fields = {k: v for k, v in body.items() if k not in hidden}
         console.print(f"[magenta]{short}[/]{flag}: {fields}")
 
 
-async def run(seconds: float = 0) -> int:
-    from agent.sim.modbus_building import ModbusBuilding  # noqa: PLC0415
+async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss") -> int:
+    from agent.sim.building import Building  # noqa: PLC0415
 
     logs.setup("warning")
     workdir = Path(tempfile.mkdtemp(prefix="batigate-demo-"))
@@ -120,13 +124,14 @@ async def run(seconds: float = 0) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    building = ModbusBuilding()
-    modbus_port = await building.start(0)
-    console.print(f"[dim]simulated building: modbus-tcp 127.0.0.1:{modbus_port}[/]")
+    building = Building()
+    modbus_port, mbus_port = await building.start()
+    console.print(f"[dim]simulated building: modbus-tcp 127.0.0.1:{modbus_port}, "
+                  f"m-bus socket://127.0.0.1:{mbus_port}[/]")
     try:
         async with local_broker(workdir) as (broker_port, protocol):
             path = workdir / "gateway.yaml"
-            path.write_text(yaml.safe_dump(demo_config(workdir, modbus_port, broker_port,
+            path.write_text(yaml.safe_dump(demo_config(workdir, building, broker_port,
                                                        protocol), sort_keys=False))
             config = config_mod.load(path)  # the same checks a technician's file gets
             console.print(f"[dim]config: {path}; topics under {config.root}/ ; Ctrl-C stops[/]")
@@ -141,11 +146,19 @@ async def run(seconds: float = 0) -> int:
                     await asyncio.sleep(seconds)
                     stop.set()
 
+            async def faults() -> None:
+                if scenario:
+                    console.print(f"[dim]scenario {scenario!r} starts in 10 s[/]")
+                    await asyncio.sleep(10)
+                    await building.play(scenario)
+
             async with asyncio.TaskGroup() as tg:
                 view = tg.create_task(viewer())
                 tg.create_task(timer())
+                play = tg.create_task(faults())
                 await supervisor.serve(config, shutdown_trigger=stop.wait)
                 view.cancel()
+                play.cancel()
     finally:
         await building.stop()
         shutil.rmtree(workdir, ignore_errors=True)
