@@ -12,7 +12,9 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...  # schedule bookkeeping, immune to clock jumps
 
-    async def sleep_until(self, deadline: float) -> None: ...  # deadline on the monotonic scale
+    async def wait_until(self, deadline: float, event: asyncio.Event) -> None:
+        """Return at `deadline` (monotonic scale) or as soon as `event` is set."""
+        ...
 
 
 class SystemClock:
@@ -22,7 +24,11 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    async def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def wait_until(self, deadline: float, event: asyncio.Event) -> None:
+        # The event loop's clock is time.monotonic: the deadline needs no conversion, and a
+        # timeout around the event's wait costs no extra task per poll.
+        try:
+            async with asyncio.timeout_at(deadline):
+                await event.wait()
+        except TimeoutError:
+            return

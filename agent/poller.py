@@ -72,13 +72,7 @@ class DevicePoller:
 
     async def _wait(self, deadline: float) -> None:
         self._wake.clear()
-        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
+        await self.clock.wait_until(deadline, self._wake)
 
     def _backoff(self, period: float) -> float:
         # period, 2x, 4x ... capped; the jitter keeps dead devices from lining up on the bus.
@@ -95,6 +89,7 @@ class DevicePoller:
             async with self.bus_lock:
                 async with asyncio.timeout(ceiling):
                     values = list(await self.driver.poll(device))
+            _honour_cancellation()
         except (DeviceUnavailable, TimeoutError) as exc:
             self._failed(str(exc) or "no answer")
             return False
@@ -121,3 +116,15 @@ class DevicePoller:
             log.warning("device %s is down: %s", self.device.id, reason)
             self.state = DeviceState.DOWN
             self.on_state(self.device, DeviceState.DOWN, reason)
+
+
+def _honour_cancellation() -> None:
+    """Re-raise a cancellation that driver code swallowed.
+
+    On Python 3.11, asyncio.wait_for (used inside pymodbus) can lose a cancellation that arrives
+    while the awaited reply completes; the task then polls on and the supervisor waits for it
+    forever at shutdown. The task's own count of cancel requests still says so.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

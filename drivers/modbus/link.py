@@ -28,7 +28,8 @@ from drivers.modbus.config import ModbusBusConfig, Table
 _PYMODBUS_LOGGER = logging.getLogger("pymodbus")
 
 # The client's own deadline only has to outlast ours.
-_CLIENT_TIMEOUT = 3600.0
+_CLIENT_TIMEOUT = 3600.0  # replaced per request by the device's own timeout (see _transact)
+_SAFETY_MARGIN = 0.5
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "device failure", 5: "acknowledge", 6: "device busy",
@@ -132,13 +133,20 @@ class ModbusLink:
                         timeout: float) -> ModbusPDU:
         await self._keep_gap()
         self.stats.requests += 1
+        # pymodbus waits with its own per-connection timeout; set it to this device's, so a
+        # silent device ends by pymodbus' own timeout and not by cancelling it from outside: on
+        # Python 3.11 its asyncio.wait_for can swallow a cancellation that races with a reply.
+        # The outer deadline is only a safety net.
+        self._client.ctx.comm_params.timeout_connect = timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout + _SAFETY_MARGIN):
                 answer = await request()
         except TimeoutError:
             raise self._no_answer(unit, f"no answer within {timeout:g}s") from None
         except ModbusIOException as exc:
-            raise self._no_answer(unit, str(exc)) from None
+            why = (f"no answer within {timeout:g}s" if "No response received" in str(exc)
+                   else str(exc))
+            raise self._no_answer(unit, why) from None
         except ConnectionException as exc:
             self._client.close()  # next poll reconnects from scratch
             raise self._no_answer(unit, f"connection to {self.peer} lost: {exc}") from None
