@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from agent.sim.modbus_building import ModbusBuilding
 from tests.broker import Mosquitto
 
 
@@ -14,3 +15,12 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def modbus_building() -> AsyncIterator[tuple[ModbusBuilding, int]]:
+    """The simulated building's Modbus TCP server on a free port: (server, port)."""
+    sim = ModbusBuilding()
+    port = await sim.start(0)
+    yield sim, port
+    await sim.stop()

@@ -7,7 +7,9 @@ while this observer reconnects is queued for it, as for a real backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,3 +57,18 @@ class Observer:
 
     def bodies(self, suffix: str) -> list[dict[str, Any]]:
         return [m.body for m in self.messages if m.topic.endswith(suffix)]
+
+
+@contextlib.asynccontextmanager
+async def observing(port: int, topic: str, client_id: str = "test-observer",
+                    ) -> AsyncIterator[Observer]:
+    """An Observer subscribed to `topic` for the duration of the block."""
+    observer = Observer(port, topic, client_id=client_id)
+    task = asyncio.ensure_future(observer.run())
+    await asyncio.wait_for(observer.subscribed.wait(), 10)
+    try:
+        yield observer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

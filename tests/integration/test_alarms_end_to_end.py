@@ -7,7 +7,6 @@ through the device's `rules:` overrides so that the test runs in seconds, not th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from agent.sim.building import Building
 from tests.broker import Mosquitto
 from tests.integration.helpers import running_agent
 from tests.observer import Observer
+from tests.observer import observing as observe
 
 ROOT = "bgw/v1/site-a/gw-test"
 FAST = {"low-depression": {"for": "1s"}, "pressure-switch": False, "general-fault": False,
@@ -58,17 +58,8 @@ def config_file(tmp_path: Path, broker_port: int, modbus_port: int) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def observing(port: int) -> AsyncIterator[Observer]:
-    observer = Observer(port, f"{ROOT}/#")
-    task = asyncio.ensure_future(observer.run())
-    await asyncio.wait_for(observer.subscribed.wait(), 10)
-    try:
-        yield observer
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def observing(port: int) -> Any:
+    return observe(port, f"{ROOT}/#")
 
 
 def alarm_events(observer: Observer, kind: str, alarm: str = "vmc-low-depression") -> list[dict]:

@@ -7,7 +7,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,8 @@ from tests.integration.helpers import load, write_config
 
 
 @pytest.fixture
-async def building() -> AsyncIterator[tuple[ModbusBuilding, int]]:
-    sim = ModbusBuilding()
-    port = await sim.start(0)
-    yield sim, port
-    await sim.stop()
+def building(modbus_building: tuple[ModbusBuilding, int]) -> tuple[ModbusBuilding, int]:
+    return modbus_building
 
 
 def req(op: str, args: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

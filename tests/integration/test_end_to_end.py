@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,29 +16,18 @@ from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from tests.broker import Mosquitto
 from tests.integration.helpers import load, running_agent, write_config
 from tests.observer import Observer
+from tests.observer import observing as observe
 
 ROOT = "bgw/v1/site-a/gw-test"
 
 
 @pytest.fixture
-async def building() -> AsyncIterator[tuple[ModbusBuilding, int]]:
-    sim = ModbusBuilding()
-    port = await sim.start(0)
-    yield sim, port
-    await sim.stop()
+def building(modbus_building: tuple[ModbusBuilding, int]) -> tuple[ModbusBuilding, int]:
+    return modbus_building
 
 
-@contextlib.asynccontextmanager
-async def observing(port: int) -> AsyncIterator[Observer]:
-    observer = Observer(port, f"{ROOT}/#")
-    task = asyncio.ensure_future(observer.run())
-    await asyncio.wait_for(observer.subscribed.wait(), 10)
-    try:
-        yield observer
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def observing(port: int) -> Any:
+    return observe(port, f"{ROOT}/#")
 
 
 def devices(poll: str = "300ms", units: tuple[int, ...] = (1, 2)) -> list[dict]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +13,7 @@ from drivers.mbus.simulator import HeatMeter, MBusSimulator, WaterMeter, default
 from tests.broker import Mosquitto
 from tests.integration.helpers import load, running_agent, write_config
 from tests.observer import Observer
+from tests.observer import observing as observe
 
 ROOT = "bgw/v1/site-a/gw-test"
 
@@ -26,17 +27,8 @@ async def meters() -> AsyncIterator[MBusSimulator]:
     await sim.stop()
 
 
-@contextlib.asynccontextmanager
-async def observing(port: int) -> AsyncIterator[Observer]:
-    observer = Observer(port, f"{ROOT}/#", client_id="mbus-observer")
-    task = asyncio.ensure_future(observer.run())
-    await asyncio.wait_for(observer.subscribed.wait(), 10)
-    try:
-        yield observer
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def observing(port: int) -> Any:
+    return observe(port, f"{ROOT}/#", client_id="mbus-observer")
 
 
 def records(observer: Observer, device: str) -> list[dict[str, dict]]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend
 from tests.integration.helpers import load, write_config
-from tests.observer import Observer
+from tests.observer import observing as observe
 
 API = Path(__file__).resolve().parents[2] / "asyncapi"
 SCHEMAS = API / "schemas"
@@ -96,24 +93,12 @@ def test_the_request_schema_accepts_what_the_handler_accepts() -> None:
 
 
 @pytest.fixture
-async def building() -> AsyncIterator[tuple[ModbusBuilding, int]]:
-    sim = ModbusBuilding()
-    port = await sim.start(0)
-    yield sim, port
-    await sim.stop()
+def building(modbus_building: tuple[ModbusBuilding, int]) -> tuple[ModbusBuilding, int]:
+    return modbus_building
 
 
-@contextlib.asynccontextmanager
-async def observing(port: int) -> AsyncIterator[Observer]:
-    observer = Observer(port, f"{ROOT}/#", client_id=f"schema-{uuid.uuid4().hex[:6]}")
-    task = asyncio.ensure_future(observer.run())
-    await asyncio.wait_for(observer.subscribed.wait(), 10)
-    try:
-        yield observer
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def observing(port: int) -> Any:
+    return observe(port, f"{ROOT}/#", client_id=f"schema-{uuid.uuid4().hex[:6]}")
 
 
 def req(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
