@@ -21,6 +21,7 @@ class PointValue:
     name: str
     value: Value | None
     quality: Quality = Quality.GOOD
+    unit: str | None = None  # SenML unit of a value the config does not declare (M-Bus auto names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ class Normalizer:
                  synced: bool = True) -> list[Reading]:
         out: list[Reading] = []
         for pv in values:
-            unit, factor, offset = self._units.get(pv.name, (None, 1.0, 0.0))
+            unit, factor, offset = self._units.get(pv.name) or (pv.unit, 1.0, 0.0)
             value = pv.value
             if isinstance(value, int | float) and not isinstance(value, bool) and (
                     factor != 1.0 or offset != 0.0):

@@ -125,5 +125,6 @@ def auto(records: Sequence[Record]) -> list[PointValue]:
         name = base_name(record)
         count = used.get(name, 0) + 1
         used[name] = count
-        out.append(value_of(name if count == 1 else f"{name}_{count}", record, None))
+        value = value_of(name if count == 1 else f"{name}_{count}", record, None)
+        out.append(PointValue(value.name, value.value, value.quality, record.unit))
     return out

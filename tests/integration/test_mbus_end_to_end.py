@@ -70,6 +70,9 @@ async def test_meter_readings_arrive_in_senml_units(tmp_path: Path, broker: Mosq
     auto_tm = records(observer, "eau-a14")[-1]
     assert auto_tm["volume"]["v"] == pytest.approx(41.005, abs=0.01)
     assert {"volume", "volume_flow", "date_time", "volume_s1", "error_flags"} <= set(auto_tm)
+    # records the config does not declare still carry their SenML unit
+    assert auto_tm["volume"]["u"] == auto_tm["volume_s1"]["u"] == "m3"
+    assert auto_tm["volume_flow"]["u"] == "m3/s"
     assert stats.requests >= 6 and stats.timeouts == stats.garbage == 0
     states = observer.bodies("dev/calo-a13/state")
     assert states and states[-1]["state"] == "ok"
