@@ -91,6 +91,11 @@ async def _wait_port(port: int) -> None:
             return
 
 
+def _short(value: object) -> object:
+    """Four significant digits are plenty on a terminal (the message itself keeps them all)."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
 def _show(topic: str, payload: bytes, retained: bool) -> None:
     try:
         body = senml.decode(payload, "json")
@@ -101,7 +106,8 @@ def _show(topic: str, payload: bytes, retained: bool) -> None:
     flag = " [dim](retained)[/]" if retained else ""
     if "e" in body:
         values = ", ".join(
-            f"{r['n']}={r.get('v', r.get('vb', r.get('vs', '?')))}{r.get('u', '')}"
+            f"{r['n']}={_short(r.get('v', r.get('vb', r.get('vs', '?'))))}"
+            f"{' ' + r['u'] if 'u' in r else ''}"
             + (f" [{r['q']}]" if "q" in r else "") for r in body["e"])
         hist = " [yellow]hist[/]" if body.get("hist") else ""
         console.print(f"[cyan]{short}[/] seq={body.get('seq')}{hist}: {values}")
