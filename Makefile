@@ -25,3 +25,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+
+soak: $(STAMP)
+	BATIGATE_OUTAGE_S=600 $(BIN)/pytest -q -m slow tests/faults --timeout 1200
+
+.PHONY: image image-test
+
+# Flashable Raspberry Pi 3/4 image (arm64, ~13 min on 2 cores: mkinitramfs under qemu-user).
+image:
+	images/image.sh build/images
+
+# The image tests alone (also part of `make test`), then checks of the built image file.
+image-test: $(STAMP)
+	images/host-setup.sh
+	$(BIN)/pytest -q tests/images
+	images/check-image.sh build/images/batigate-pi-arm64.img

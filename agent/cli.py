@@ -1,6 +1,9 @@
 """`batigate`: the technician's command line (DESIGN §3.4).
 
-Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage.
+Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage. The commands live in small
+modules (`cli_init`, `cli_scan`, `cli_local`, `cli_buffer`, `cli_selftest`, `cli_provision`,
+`cli_sim`) that import their heavy dependencies inside the command, so `--help` and shell
+completion stay fast.
 """
 
 from __future__ import annotations
@@ -15,23 +18,20 @@ from typing import Any
 import click
 
 from agent import __version__
+from agent.cli_buffer import buffer_group
+from agent.cli_common import DEFAULT_CONFIG, EXIT_CONFIG, load_or_exit
+from agent.cli_init import init
+from agent.cli_local import read, status, write
+from agent.cli_provision import provision
+from agent.cli_scan import scan_group
+from agent.cli_selftest import selftest
+from agent.cli_sim import sim
 from agent.errors import ConfigError
 
-DEFAULT_CONFIG = Path("/etc/batigate/gateway.yaml")
-EXIT_CONFIG = 2
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the agent again
 
 
-def _load_or_exit(path: Path) -> Any:
-    from agent import config as config_mod  # noqa: PLC0415 - keep `--help` fast
-
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
-        sys.exit(EXIT_CONFIG)
+_load_or_exit = load_or_exit
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,8 +41,14 @@ def main() -> None:
 
     \b
     Quick start on a laptop:  make demo
-    On a gateway:             batigate config check /etc/batigate/gateway.yaml
-                              batigate run
+    Commissioning a gateway:  batigate init
+                              batigate provision            (key + CSR for the CA)
+                              batigate provision install-cert gw.crt
+                              batigate scan modbus --bus rs485-1 --add --profile vmc-caisson
+                              batigate selftest
+                              batigate run                  (or systemctl start batigate)
+    Diagnosing:               batigate status | read DEVICE | buffer stats
+    Shell completion:         eval "$(batigate completion bash)"
     """
 
 
@@ -122,75 +128,27 @@ def config_check(file: Path, as_json: bool) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
               show_default=True)
 def config_show(config_path: Path) -> None:
-    """Print the effective config (defaults filled in, secrets masked) as JSON."""
+    """Print the effective config (defaults filled in, secrets masked) as JSON.
+
+    \b
+    Example:  batigate config show | jq .mqtt
+    """
     from agent.redact import effective  # noqa: PLC0415
 
     click.echo(json.dumps(effective(_load_or_exit(config_path)), indent=2))
 
 
 @main.command()
-@click.option("--port", default=5020, show_default=True, help="Modbus TCP port (0: any free)")
-@click.option("--host", default="127.0.0.1", show_default=True)
-def sim(port: int, host: str) -> None:
-    """Serve the simulated building (Modbus TCP) until Ctrl-C.
-
-    \b
-    Example:  batigate sim --port 5020
-    """
-    from agent.sim.modbus_building import ModbusBuilding  # noqa: PLC0415
-
-    async def serve() -> None:
-        building = ModbusBuilding(host=host)
-        bound = await building.start(port)
-        click.echo(f"simulated building on modbus-tcp {host}:{bound} (units 1 VMC, 2 pump, "
-                   f"3 spare VMC); Ctrl-C stops")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await building.stop()
-
-    asyncio.run(serve())
-
-
-@main.command()
 @click.option("--seconds", type=float, default=0, help="stop by itself after this long (0: never)")
 def demo(seconds: float) -> None:
-    """Simulated building + local broker + agent, with the messages shown live. Ctrl-C stops."""
+    """Simulated building + local broker + agent, with the messages shown live. Ctrl-C stops.
+
+    \b
+    Example:  batigate demo --seconds 30
+    """
     from agent import demo as demo_mod  # noqa: PLC0415
 
     sys.exit(asyncio.run(demo_mod.run(seconds)))
-
-
-@main.group("buffer")
-def buffer_group() -> None:
-    """Inspect the outbox."""
-
-
-@buffer_group.command("stats")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
-              show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def buffer_stats(config_path: Path, as_json: bool) -> None:
-    """Depth, oldest age and sequence range of the outbox."""
-    from agent.outbox import Outbox  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    config = _load_or_exit(config_path)
-    outbox = Outbox(config.buffer.path, max_bytes=int(config.buffer.max_mb * 2**20),
-                    commit_interval=config.buffer.commit_interval, clock=time.time)
-    try:
-        stats = outbox.stats()
-    finally:
-        outbox.close()
-    if as_json:
-        click.echo(json.dumps(stats))
-    else:
-        for key, value in stats.items():
-            click.echo(f"{key:>12}: {value}")
 
 
 @main.group("mbus")
@@ -210,3 +168,24 @@ def mbus_decode(file: Path, as_json: bool) -> None:
     from drivers.mbus.codec import main_decode  # noqa: PLC0415
 
     sys.exit(main_decode(str(file), as_json))
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]), default="bash")
+def completion(shell: str) -> None:
+    """Print the shell completion script (commands, options, device and point names).
+
+    \b
+    Examples:
+      eval "$(batigate completion bash)"                 # this shell
+      batigate completion bash > /etc/bash_completion.d/batigate
+    """
+    from click.shell_completion import get_completion_class  # noqa: PLC0415
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # the Choice above only offers shells click supports
+    click.echo(cls(main, {}, "batigate", "_BATIGATE_COMPLETE").source())
+
+
+for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim):
+    main.add_command(_command)

@@ -17,8 +17,9 @@ from pydantic import Field, ValidationError
 
 from agent import registry
 from agent.commands.models import CommandsConfig
-from agent.config_models import (BufferConfig, BusConfig, DeviceConfig, GatewayConfig,
-                                 HealthConfig, MqttConfig, PointConfig, RuleConfig, Strict)
+from agent.config_models import (BufferConfig, BusConfig, ControlConfig, DeviceConfig,
+                                 GatewayConfig, HealthConfig, MqttConfig, PointConfig, RuleConfig,
+                                 Strict)
 from agent.errors import ConfigError
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 
@@ -33,6 +34,7 @@ class FileModel(Strict):
     devices: list[dict[str, Any]] = Field(default_factory=list)
     rules: list[dict[str, Any]] = Field(default_factory=list)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Config:
     devices: list[DeviceConfig] = field(default_factory=list)
     rules: list[RuleConfig] = field(default_factory=list)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     @property
     def root(self) -> str:
@@ -144,7 +147,8 @@ def parse(text: str, source: str = "<config>") -> Config:
     return Config(source=Path(source), digest=hashlib.sha256(text.encode()).hexdigest()[:16],
                   gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
                   log_level=top.log_level, buses=list(buses.values()), devices=devices,
-                  rules=[rule for _, rule in rules], commands=top.commands)
+                  rules=[rule for _, rule in rules], commands=top.commands,
+                  control=top.control)
 
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:

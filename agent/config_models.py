@@ -71,10 +71,24 @@ class BufferConfig(Strict):
     max_mb: float = Field(256, gt=0)
     commit_interval: Duration = Field(1.0, description="telemetry is committed at least this often")
     max_age: Duration | None = Field(None, description="telemetry older than this is dropped")
+    memory_mb: float = Field(8, gt=0, description="held in memory while the disk refuses writes")
+    retain: Duration | None = Field(None, description="delivered messages kept for buffer.resend")
+    release: Literal["puback", "backend"] = Field(
+        "puback", description="what deletes a message: the broker's PUBACK, or the backend's "
+        "watermark on {root}/ack")
+    backlog_rate: float = Field(50, ge=0, description="messages/s for an outage's backlog; 0: "
+                                "unpaced")
+    backlog_burst: int = Field(500, ge=1, description="backlog messages sent before pacing")
 
 
 class HealthConfig(Strict):
     interval: Duration = 60.0
+
+
+class ControlConfig(Strict):
+    socket: Path = Field(Path("/run/batigate/control.sock"),
+                         description="local Unix socket of `batigate status/read/write` "
+                                     "(mode 0660, group batigate when it exists)")
 
 
 class BusConfig(Strict):

@@ -44,6 +44,7 @@ def demo_config(workdir: Path, building: Any, broker_port: int, protocol: str) -
         "gateway": {"id": "gw-demo", "site": "res-les-pins"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "protocol": protocol},
         "buffer": {"path": str(workdir / "outbox.db"), "commit_interval": "500ms"},
+        "control": {"socket": str(workdir / "control.sock")},
         "health": {"interval": "30s"},
         **sections,
     }

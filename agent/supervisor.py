@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from agent import __version__, health, registry
+from agent import __version__, health, registry, sdnotify
+from agent import control
 from agent.clock import Clock, SystemClock
 from agent.commands import CommandHandler
 from agent.config import Config
@@ -27,6 +28,7 @@ from agent.driver import Driver
 from agent.outbox import Outbox
 from agent.pipeline import RULES_STATE_KEY, Pipeline
 from agent.poller import DevicePoller
+from agent.timesync import TimeKeeper
 from agent.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -45,13 +47,20 @@ class Agent:
         self.config = config
         self.clock = clock
         self.started = clock.monotonic()
-        self.outbox = Outbox(config.buffer.path, max_bytes=int(config.buffer.max_mb * 2**20),
-                             commit_interval=config.buffer.commit_interval, clock=clock.time)
+        self.timekeeper = TimeKeeper(clock)
+        buffer = config.buffer
+        self.outbox = Outbox(buffer.path, max_bytes=int(buffer.max_mb * 2**20),
+                             commit_interval=buffer.commit_interval, clock=clock.time,
+                             max_age=buffer.max_age, retain=buffer.retain or 0.0,
+                             memory_bytes=int(buffer.memory_mb * 2**20), release=buffer.release,
+                             timekeeper=self.timekeeper)
         self.session = self.outbox.next_session()
         self.engine = _rule_engine(config, self.outbox.get_meta(RULES_STATE_KEY))
         self.pipeline = Pipeline(config, self.outbox, session=self.session, clock=clock.time,
                                  engine=self.engine)
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
+        self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
+        self.pipeline.clock_synced = self.timekeeper.synced
         self.drivers: dict[str, Driver] = {}
         self.pollers: dict[str, DevicePoller] = {}
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
@@ -59,10 +68,20 @@ class Agent:
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
 
-    def _overflow(self, first: int, last: int, count: int) -> None:
-        log.warning("outbox full: dropped %d telemetry messages (seq %d..%d)", count, first, last)
+    def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
+        log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,
+                    reason)
         self.pipeline.event({"type": "buffer.overflow", "first_seq": first, "last_seq": last,
-                             "count": count})
+                             "count": count, "reason": reason})
+
+    def _store_fault(self, reason: str | None) -> None:
+        """The disk refuses writes (or takes them again): say so on evt, from memory if need be."""
+        self.pipeline.event({"type": "buffer.fault", "reason": reason} if reason else
+                            {"type": "buffer.restored"})
+
+    def _clock_jump(self, delta: float) -> None:
+        self.pipeline.event({"type": "clock.jump", "delta": round(delta, 3),
+                             "synced": self.timekeeper.synced()})
 
     async def open_drivers(self, stack: AsyncExitStack) -> None:
         for bus in self.config.buses:
@@ -179,13 +198,18 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
             await agent.open_drivers(stack)
             if ready is not None:
                 ready(agent)
+            sdnotify.ready(f"running: {len(agent.pollers)} devices, session {agent.session}")
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(agent.stop_on(shutdown_trigger), name="shutdown")
                     tg.create_task(agent.uplink.run(), name="uplink")
                     tg.create_task(agent.outbox.commit_periodically(), name="commit")
+                    tg.create_task(agent.timekeeper.watch(agent.outbox.clock_synced,
+                                                          agent._clock_jump), name="clock")
                     tg.create_task(agent.publish_health(), name="health")
                     tg.create_task(agent.commands.run(), name="commands")
+                    tg.create_task(control.serve(agent), name="control")
+                    tg.create_task(sdnotify.watchdog(), name="watchdog")
                     if agent.engine is not None:
                         tg.create_task(agent.tick_rules(), name="rules")
                     for device_id, poller in agent.pollers.items():

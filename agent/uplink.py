@@ -22,7 +22,8 @@ from paho.mqtt.properties import Properties
 
 from agent import senml
 from agent.config import Config
-from agent.outbox import Message, Outbox
+from agent.outbox import PRIO_TELEMETRY, Message, Outbox, parse_watermark
+from agent.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +203,32 @@ class Uplink:
 
     async def _drain(self, client: _Client) -> None:
         refusals = 0
+        buffer = self.config.buffer
+        # An outage's backlog drains at a bounded rate: live telemetry and alarms are not starved.
+        pacer = Pacer(buffer.backlog_rate, buffer.backlog_burst)
+        if buffer.release == "backend":
+            # End-to-end mode: the backend's watermark on {root}/ack releases rows, not the PUBACK.
+            # A topic callback keeps these messages out of the command stream; paho runs it on the
+            # event loop, where aiomqtt reads the socket.
+            self.outbox.rewind()  # unreleased rows of an earlier connection go out again
+
+            def on_ack(_client: Any, _userdata: Any, message: Any) -> None:
+                seq = parse_watermark(message.payload)
+                if seq is not None:
+                    self.outbox.release_upto(seq)
+
+            client._client.message_callback_add(f"{self.root}/ack", on_ack)  # noqa: SLF001
+            await client.subscribe(f"{self.root}/ack", qos=1)
         while True:
             await self.outbox.committed.wait()
-            batch = self.outbox.peek(WINDOW)
+            batch = self.outbox.peek(WINDOW, hist_until=self._hist_until,
+                                     hist_budget=pacer.available())
             if not batch:
+                if self.outbox.throttled:  # only backlog is left: wait for the pacer
+                    await asyncio.sleep(pacer.wait())
                 continue
+            pacer.spend(sum(1 for m in batch
+                            if m.prio == PRIO_TELEMETRY and m.seq <= self._hist_until))
             results = await asyncio.gather(
                 *(client.publish_checked(f"{self.root}/{m.topic}", self.payload(m),
                                          retain=m.retain) for m in batch),

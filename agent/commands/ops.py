@@ -26,6 +26,7 @@ from agent.commands.models import (AlarmAckArgs, Code, ConfigApplyArgs, CountArg
 from agent.config_models import DeviceConfig, PointConfig
 from agent.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
 from agent.normalize import Normalizer
+from agent.outbox import ResendUnavailable
 from agent.redact import effective
 
 if TYPE_CHECKING:
@@ -341,9 +342,19 @@ async def buffer_stats(call: Call, args: NoArgs) -> Outcome:
 
 @op("buffer.resend", ResendArgs, writes=True)
 async def buffer_resend(call: Call, args: ResendArgs) -> Outcome:
-    """Not available: answered 501 (sent messages are not retained)."""
-    raise Problem(Code.NOT_IMPLEMENTED, "buffer.resend is not available: the outbox deletes a "
-                  "message once the broker acknowledged it, so nothing sent is retained")
+    """Publish again, with their seq and mid, the delivered messages still retained
+    (`buffer.retain`); 501 when the gateway retains nothing."""
+    if args.to_seq < args.from_seq:
+        raise Problem(Code.BAD_REQUEST, "to_seq is lower than from_seq")
+    try:
+        result = call.agent.outbox.resend(args.from_seq, args.to_seq)
+    except ResendUnavailable:
+        raise Problem(Code.NOT_IMPLEMENTED, "buffer.resend is not available: buffer.retain is "
+                      "not set, so a message is deleted once delivered") from None
+    if result["resent"] == 0 and result["already_queued"] == 0:
+        raise Problem(Code.NOT_FOUND, f"seq {args.from_seq}..{args.to_seq} is not retained; "
+                      f"retained: {result['retained']}")
+    return ok(result)
 
 
 @op("log.level", LogLevelArgs, writes=True)
@@ -370,3 +381,8 @@ async def audit_get(call: Call, args: CountArgs) -> Outcome:
     """The most recent entries of the command audit trail."""
     return ok({"entries": call.handler.audit.recent(args.lines)})
 
+
+
+# The gateway-identity operations (cert.renew, cert.install, cert.rollback) live with the rest of
+# the identity code; importing them registers them in OPERATIONS above.
+from provisioning import ops as _provisioning_ops  # noqa: E402, F401

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox
 
 
@@ -70,7 +72,7 @@ def test_mid_is_unique_and_stored(tmp_path: Path) -> None:
 def test_overflow_drops_oldest_telemetry_never_alarms(tmp_path: Path) -> None:
     box = open_outbox(tmp_path / "o.db", max_bytes=20_000)
     dropped: list[tuple[int, int, int]] = []
-    box.on_overflow = lambda first, last, count: dropped.append((first, last, count))  # type: ignore[method-assign]
+    box.on_overflow = lambda first, last, count, reason: dropped.append((first, last, count))  # type: ignore[method-assign]
     box.enqueue("evt", {"type": "alarm.raised", "pad": "x" * 100}, prio=PRIO_ALARM, sess=1)
     for i in range(300):
         box.enqueue("dev/a/tm", {"i": i, "pad": "y" * 100}, prio=PRIO_TELEMETRY, sess=1)
@@ -88,6 +90,8 @@ def test_overflow_drops_oldest_telemetry_never_alarms(tmp_path: Path) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
+
+import pytest
 from agent.outbox import Outbox, PRIO_TELEMETRY, PRIO_ALARM
 box = Outbox(Path(sys.argv[1]), max_bytes=10**9, commit_interval=1.0, clock=time.time)
 i = 0
@@ -134,3 +138,203 @@ def test_sigkill_mid_write_never_corrupts_or_renumbers(tmp_path: Path) -> None:
         payloads = [json.loads(m.body) for m in box.peek(10**6)]
         box.close()
         assert all(isinstance(p, dict) for p in payloads)
+
+
+# -- issue 5: time, expiry, end-to-end release, resend, pacing, SD housekeeping -----------------
+
+class FakeClock:
+    """A Pi without RTC: the wall clock starts at 1970 and NTP sets it later; the monotonic clock
+    never jumps. `synced()` stands in for the kernel's adjtimex probe."""
+
+    def __init__(self, wall: float = 1000.0, synced: bool = False) -> None:
+        self.mono = 50.0
+        self.offset = wall - self.mono
+        self.ntp = synced
+
+    def time(self) -> float:
+        return self.mono + self.offset
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def synced(self) -> bool:
+        return self.ntp
+
+
+
+def timed_outbox(path: Path, clock: FakeClock, **kw: object) -> Outbox:
+    from agent.timesync import TimeKeeper  # noqa: PLC0415
+
+    return Outbox(path, max_bytes=10**9, commit_interval=1.0, clock=clock.time,
+                  timekeeper=TimeKeeper(clock), **kw)  # type: ignore[arg-type]
+
+
+def tm(box: Outbox, clock: FakeClock, i: int) -> int:
+    ts = clock.time()
+    body = {"e": [{"bn": "urn:dev:bgw:gw:d:", "bt": ts, "n": "p", "v": i}]}
+    return box.enqueue("dev/d/tm", body, prio=PRIO_TELEMETRY, sess=box.next_session() if i < 0
+                       else 1, ts=ts)[0]
+
+
+def test_readings_before_sync_are_held_then_published_with_corrected_time(tmp_path: Path) -> None:
+    """A reading stamped while the clock reads 1970 is not publishable; once NTP sets the clock,
+    its ts (and SenML bt) become mono + offset, the real time it was taken, and the seq order
+    stays as it was."""
+    from agent.timesync import TimeKeeper  # noqa: PLC0415
+
+    clock = FakeClock(wall=1000.0)
+    tk = TimeKeeper(clock)
+    box = Outbox(tmp_path / "o.db", max_bytes=10**9, commit_interval=1.0, clock=clock.time,
+                 timekeeper=tk)
+    box.next_session()
+    taken = []
+    for i in range(5):
+        taken.append(clock.mono)
+        tm(box, clock, i)
+        clock.mono += 10
+    box.commit()
+    assert box.peek(10) == [] and box.stats()["held_for_clock"] == 5
+    real = 1_767_225_600.0
+    clock.offset = real - clock.mono + 123.0  # NTP steps the clock
+    clock.ntp = True
+    became, jump = tk.check()
+    assert became and jump is not None and jump > 1e9
+    box.clock_synced(tk.offset())
+    box.commit()
+    out = box.peek(10)
+    assert [m.seq for m in out] == [1, 2, 3, 4, 5]
+    for message, mono in zip(out, taken, strict=True):
+        assert message.ts == pytest.approx(mono + tk.offset(), abs=1e-3)
+        assert message.fields()["e"][0]["bt"] == pytest.approx(message.ts, abs=1e-3)
+        assert message.ts > 1.7e9  # never 1970
+    tm(box, clock, 9)  # after sync: not held
+    box.commit()
+    assert len(box.peek(10)) == 6
+
+
+def test_max_age_is_monotonic_so_clock_jumps_drop_nothing(tmp_path: Path) -> None:
+    """With max_age set, a wall clock jump of a day forwards or backwards expires nothing and
+    reorders nothing; only monotonic age does, and then only telemetry, reported as max_age."""
+    clock = FakeClock(wall=1_767_225_600.0, synced=True)
+    box = timed_outbox(tmp_path / "o.db", clock, max_age=60.0)
+    losses: list[tuple[int, int, int, str]] = []
+    box.on_overflow = lambda *a: losses.append(a)  # type: ignore[method-assign]
+    box.next_session()
+    for i in range(10):
+        tm(box, clock, i)
+        clock.mono += 1
+    box.enqueue("evt", {"type": "alarm.raised"}, prio=PRIO_ALARM, sess=1)
+    clock.offset += 86400  # a day forwards
+    box.maintain(force=True)
+    clock.offset -= 2 * 86400  # two days back
+    box.maintain(force=True)
+    assert losses == [] and box.depth() == 11
+    assert [m.seq for m in box.peek(20)] == [11, *range(1, 11)]
+    clock.mono += 55  # rows 1..5 are now older than 60 s of monotonic time
+    box.maintain(force=True)
+    assert losses == [(1, 5, 5, "max_age")]
+    assert [m.seq for m in box.peek(20)] == [11, 6, 7, 8, 9, 10]
+
+
+def test_backend_release_keeps_rows_until_the_watermark(tmp_path: Path) -> None:
+    """release: backend — a PUBACK only marks a row sent (not offered again on this connection);
+    a new connection offers it again; the backend's watermark {seq: N} deletes up to N."""
+    from agent.outbox import parse_watermark  # noqa: PLC0415
+
+    box = Outbox(tmp_path / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
+                 release="backend")
+    for i in range(6):
+        box.enqueue("t", {"i": i}, prio=PRIO_TELEMETRY, sess=1)
+    box.commit()
+    box.ack(box.peek(4))
+    assert [m.seq for m in box.peek(10)] == [5, 6] and box.depth() == 6
+    box.rewind()  # reconnect: unreleased rows go again
+    assert [m.seq for m in box.peek(10)] == [1, 2, 3, 4, 5, 6]
+    assert parse_watermark(b'{"seq": 3}') == 3 and parse_watermark(b'{"seq": true}') is None
+    assert parse_watermark(b"garbage") is None
+    assert box.release_upto(3) == 3
+    box.commit()
+    assert [m.seq for m in box.peek(10)] == [4, 5, 6] and box.depth() == 3
+    assert box._db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0] == 4
+
+
+def test_resend_serves_retained_rows_with_their_seq_and_mid(tmp_path: Path) -> None:
+    """With retain set, delivered rows stay (not offered) until the retention ends; resend puts
+    a range back in the queue with the same seq and mid; without retain it is unavailable."""
+    from agent.outbox import ResendUnavailable  # noqa: PLC0415
+
+    box = Outbox(tmp_path / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
+                 retain=3600.0)
+    for i in range(5):
+        box.enqueue("t", {"i": i}, prio=PRIO_TELEMETRY, sess=1)
+    box.commit()
+    first = box.peek(10)
+    box.ack(first)
+    box.commit()
+    assert box.peek(10) == [] and box.depth() == 0 and box.stats()["retained"] == 5
+    result = box.resend(2, 3)
+    assert result["resent"] == 2 and result["retained"] == {"first_seq": 1, "last_seq": 5}
+    again = box.peek(10)
+    assert [(m.seq, m.mid) for m in again] == [(m.seq, m.mid) for m in first[1:3]]
+    plain = open_outbox(tmp_path / "p.db")
+    with pytest.raises(ResendUnavailable):
+        plain.resend(1, 2)
+
+
+def test_backlog_is_paced_and_live_telemetry_overtakes_only_a_large_one(tmp_path: Path) -> None:
+    """Telemetry up to hist_until is the backlog: within its budget everything leaves in seq
+    order; past the budget live telemetry and alarms go first and the backlog waits, in order."""
+    box = open_outbox(tmp_path / "o.db")
+    for i in range(10):
+        box.enqueue("t", {"i": i}, prio=PRIO_TELEMETRY, sess=1)
+    box.commit()
+    hist_until = box.last_committed_seq()
+    box.enqueue("t", {"live": 1}, prio=PRIO_TELEMETRY, sess=1)
+    box.enqueue("evt", {"type": "alarm"}, prio=PRIO_ALARM, sess=1)
+    assert [m.seq for m in box.peek(20, hist_until=hist_until, hist_budget=100)] == [
+        12, *range(1, 12)]
+    paced = box.peek(20, hist_until=hist_until, hist_budget=3)
+    assert [m.seq for m in paced] == [12, 1, 2, 3, 11] and box.throttled
+    box.ack(paced)
+    assert box.peek(20, hist_until=hist_until, hist_budget=0) == [] and box.throttled
+    assert [m.seq for m in box.peek(20, hist_until=hist_until, hist_budget=2)] == [4, 5]
+
+
+def test_drained_backlog_gives_pages_back_and_checkpoints(tmp_path: Path) -> None:
+    """SD housekeeping: after a large backlog is delivered the WAL is checkpointed and truncated
+    and incremental vacuum returns the free pages, so the file shrinks without a full VACUUM."""
+    box = open_outbox(tmp_path / "o.db")
+    for i in range(3000):
+        box.enqueue("dev/a/tm", {"i": i, "pad": "z" * 1000}, prio=PRIO_TELEMETRY, sess=1)
+        if i % 500 == 499:
+            box.commit()
+    box.commit()
+    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    full = (tmp_path / "o.db").stat().st_size
+    while batch := box.peek(500):
+        box.ack(batch)
+        box.commit()
+    box.maintain(force=True)
+    assert box._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    assert box.vacuumed_pages > 0 and box.checkpoints >= 1
+    assert (tmp_path / "o.db").stat().st_size < full / 4
+    assert (tmp_path / "o.db-wal").stat().st_size == 0
+    assert box.stats()["write_bytes_per_1000_readings"] is None  # no SenML readings counted
+
+
+def test_an_old_database_is_migrated(tmp_path: Path) -> None:
+    """A file written by the previous schema (no mono/hold/sent_at) opens, keeps its rows and
+    its counter, and they are published."""
+    db = sqlite3.connect(tmp_path / "o.db")
+    db.executescript("""
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY, prio INTEGER NOT NULL, topic TEXT NOT NULL,
+          retain INTEGER NOT NULL, mid TEXT NOT NULL, sess INTEGER NOT NULL, ts REAL NOT NULL,
+          body BLOB NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO outbox VALUES (7, 2, 't', 0, 'm7', 1, 1.0, '{}');
+        INSERT INTO meta VALUES ('next_seq', '8');""")
+    db.commit()
+    db.close()
+    box = open_outbox(tmp_path / "o.db")
+    assert [m.seq for m in box.peek(5)] == [7]
+    assert box.enqueue("t", {}, prio=PRIO_TELEMETRY, sess=2)[0] == 8

@@ -48,6 +48,7 @@ def _config(workdir: Path, broker: int, modbus: int, devices: int, poll: str) ->
         "gateway": {"id": "gw-bench", "site": "bench"},
         "mqtt": {"host": "127.0.0.1", "port": broker, "tls": False},
         "buffer": {"path": str(workdir / "outbox.db")},
+        "control": {"socket": str(workdir / "control.sock")},
         "health": {"interval": "1h"},
         "log_level": "warning",
         "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1", "port": modbus}],

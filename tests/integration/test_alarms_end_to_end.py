@@ -37,7 +37,7 @@ async def building() -> AsyncIterator[Building]:
 @pytest.fixture
 def persistent_broker(tmp_path: Path) -> Any:
     """A broker that keeps the observer's session across its own restarts."""
-    server = Mosquitto(tmp_path, extra_conf=f"persistence true\npersistence_location {tmp_path}/\n")
+    server = Mosquitto(tmp_path, persistent=True)
     server.start()
     yield server
     server.stop()
@@ -48,6 +48,7 @@ def config_file(tmp_path: Path, broker_port: int, modbus_port: int) -> Path:
         "gateway": {"id": "gw-test", "site": "site-a"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "reconnect_max": "1s"},
         "buffer": {"path": str(tmp_path / "outbox.db"), "commit_interval": "200ms"},
+        "control": {"socket": str(tmp_path / "control.sock")},
         "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1",
                    "port": modbus_port}],
         "devices": [{"id": "vmc", "bus": "lan", "address": 1, "profile": "vmc-caisson",

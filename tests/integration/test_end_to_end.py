@@ -95,8 +95,7 @@ async def test_broker_outage_loses_nothing_and_flags_the_backlog(tmp_path: Path,
     """The broker stops for several seconds while the agent polls; once it is back every message
     arrives, in order, none lost, and what was held back says hist: true."""
     _, modbus_port = building
-    server = Mosquitto(tmp_path, extra_conf=f"persistence true\n"
-                                            f"persistence_location {tmp_path}/\n")
+    server = Mosquitto(tmp_path, persistent=True)
     server.conf.parent.mkdir(exist_ok=True)
     server.start()
     config = load(write_config(tmp_path, broker_port=server.port, modbus_port=modbus_port,
@@ -136,8 +135,7 @@ async def test_sigkill_and_restart_loses_or_renumbers_nothing(tmp_path: Path,
     again; once the broker is up, every message that was committed before the kill arrives with
     the seq and mid it had, and the seqs of the whole run are contiguous."""
     _, modbus_port = building
-    server = Mosquitto(tmp_path, extra_conf=f"persistence true\n"
-                                            f"persistence_location {tmp_path}/\n")
+    server = Mosquitto(tmp_path, persistent=True)
     server.start()
     path = write_config(tmp_path, broker_port=server.port, modbus_port=modbus_port,
                         devices=devices(poll="200ms"))

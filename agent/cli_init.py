@@ -1,0 +1,226 @@
+"""`batigate init`: write a first valid config, by questions or by flags.
+
+Every answer is checked when it is given (the same models as `config check`), so a wrong id or
+port is asked again at once instead of failing at the end; the whole file is validated before it
+is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.cli_common import DEFAULT_CONFIG, EXIT_CONFIG, emit_json, fail, json_option
+
+IDENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DRIVERS = ("modbus-tcp", "modbus-rtu", "mbus")
+HEADER = ("# batigate gateway config, written by `batigate init`.\n"
+          "# Check it with `batigate config check FILE`; reference: README.md (Config).\n")
+
+
+def ident(value: str) -> str:
+    value = value.strip()
+    if not IDENT.match(value):
+        raise click.BadParameter("use lower-case letters, digits and '-' (1-63, not starting "
+                                 "with '-'), e.g. gw-0042")
+    return value
+
+
+def host(value: str) -> str:
+    value = value.strip()
+    if not value or any(c.isspace() for c in value) or "/" in value:
+        raise click.BadParameter("a host name or IP address, e.g. broker.example.org")
+    return value
+
+
+def port(value: str | int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter("a TCP port number 1..65535") from None
+    if not 1 <= number <= 65535:
+        raise click.BadParameter("a TCP port number 1..65535")
+    return number
+
+
+def parse_bus(spec: str) -> dict[str, Any]:
+    """`ID:DRIVER:key=value,...`, e.g. `lan:modbus-tcp:host=192.0.2.10,port=502`."""
+    parts = spec.split(":", 2)
+    if len(parts) < 2:
+        raise click.BadParameter(f"{spec!r}: write ID:DRIVER:key=value,... e.g. "
+                                 "rs485-1:modbus-rtu:port=/dev/ttyUSB0,baudrate=9600")
+    bus: dict[str, Any] = {"id": ident(parts[0]), "driver": parts[1]}
+    if len(parts) == 3 and parts[2]:
+        for item in parts[2].split(","):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r}: write key=value")
+            bus[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+    return check_bus(bus)
+
+
+def check_bus(bus: dict[str, Any]) -> dict[str, Any]:
+    """Validate one bus with its driver's model; BadParameter with the driver's words."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from agent import registry  # noqa: PLC0415
+
+    try:
+        driver = registry.load(registry.DRIVERS, str(bus.get("driver")))
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0])) from None
+    try:
+        driver.bus_model.model_validate(bus)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'bus'}: "
+                             f"{str(e['msg']).removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise click.BadParameter(problems) from None
+    return bus
+
+
+def _ask(label: str, check: Any, default: Any = None) -> Any:
+    return click.prompt(label, default=default, value_proc=check, err=True)
+
+
+def _ask_bus(existing: set[str]) -> dict[str, Any]:
+    while True:
+        bus_id = _ask("  bus id (e.g. rs485-1, lan, meters)", ident)
+        if bus_id in existing:
+            click.echo(f"  Error: bus {bus_id!r} exists already", err=True)
+            continue
+        driver = click.prompt("  driver", type=click.Choice(DRIVERS), err=True)
+        bus: dict[str, Any] = {"id": bus_id, "driver": driver}
+        if driver == "modbus-tcp":
+            bus["host"] = _ask("  device or Modbus gateway address", host)
+            bus["port"] = _ask("  TCP port", port, 502)
+        else:
+            bus["port"] = click.prompt("  serial device or socket://HOST:PORT",
+                                       default="/dev/ttyUSB0", err=True)
+            bus["baudrate"] = click.prompt("  baud rate", type=int,
+                                           default=9600 if driver == "modbus-rtu" else 2400,
+                                           err=True)
+            if driver == "modbus-rtu":
+                bus["parity"] = click.prompt("  parity", type=click.Choice(["N", "E", "O"]),
+                                             default="E", err=True)
+        try:
+            return check_bus(bus)
+        except click.BadParameter as exc:
+            click.echo(f"  Error: {exc.message}; let's do this bus again", err=True)
+
+
+@click.command("init")
+@click.option("--gateway-id", help="gateway id = MQTT client id = certificate CN (gw-0042)")
+@click.option("--site", help="site id (res-les-pins)")
+@click.option("--broker", "broker_host", help="broker host name or address")
+@click.option("--port", "broker_port", type=int, help="broker port (8883)")
+@click.option("--ca", type=click.Path(path_type=Path), help="CA of the broker (/etc/batigate/ca.pem)")
+@click.option("--cert", type=click.Path(path_type=Path), help="this gateway's certificate")
+@click.option("--key", type=click.Path(path_type=Path), help="this gateway's private key")
+@click.option("--no-tls", is_flag=True, help="plain MQTT (lab brokers only)")
+@click.option("--bus", "buses", multiple=True,
+              help="ID:DRIVER:key=value,... (repeat), e.g. lan:modbus-tcp:host=192.0.2.10")
+@click.option("--buffer", "buffer_path", type=click.Path(path_type=Path),
+              help="outbox file (/var/lib/batigate/outbox.db)")
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path),
+              help="control socket (/run/batigate/control.sock)")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
+              show_default=True)
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+@click.option("--no-input", is_flag=True, help="never ask: every required answer is a flag")
+@json_option
+def init(gateway_id: str | None, site: str | None, broker_host: str | None,
+         broker_port: int | None, ca: Path | None, cert: Path | None, key: Path | None,
+         no_tls: bool, buses: tuple[str, ...], buffer_path: Path | None,
+         socket_path: Path | None, output: Path, force: bool, no_input: bool,
+         as_json: bool) -> None:
+    """Write a first config: gateway id, site, broker, certificate paths, buses.
+
+    Asks for what the flags do not give (and refuses invalid answers at the prompt). Devices
+    come next, with `batigate scan ... --add` or by hand.
+
+    \b
+    Examples:
+      batigate init
+      batigate init --no-input --gateway-id gw-0042 --site res-les-pins \\
+          --broker broker.example.org --bus rs485-1:modbus-rtu:port=/dev/ttyUSB0,baudrate=9600 \\
+          --bus meters:mbus:port=/dev/ttyUSB1 -o /etc/batigate/gateway.yaml
+    """
+    if output.exists() and not force:
+        fail(f"{output} exists; use --force to replace it (or -o another file)", EXIT_CONFIG,
+             as_json=as_json)
+    interactive = not no_input
+
+    def need(value: Any, flag: str, label: str, check: Any, default: Any = None) -> Any:
+        if value is not None:
+            try:
+                return check(value)
+            except click.BadParameter as exc:
+                fail(f"{flag}: {exc.message}", EXIT_CONFIG, as_json=as_json)
+        if not interactive:
+            if default is not None:
+                return check(default)
+            fail(f"{flag} is required with --no-input", EXIT_CONFIG, as_json=as_json)
+        return _ask(label, check, default)
+
+    gw = need(gateway_id, "--gateway-id", "gateway id (e.g. gw-0042)", ident)
+    site_id = need(site, "--site", "site id (e.g. res-les-pins)", ident)
+    mqtt: dict[str, Any] = {"host": need(broker_host, "--broker", "broker host", host)}
+    mqtt["port"] = need(broker_port, "--port", "broker port", port, 1883 if no_tls else 8883)
+    if no_tls:
+        mqtt["tls"] = False
+    else:
+        mqtt["tls"] = {
+            "ca": str(need(ca, "--ca", "CA file of the broker", Path, "/etc/batigate/ca.pem")),
+            "cert": str(need(cert, "--cert", "gateway certificate", Path,
+                             "/etc/batigate/gw.crt")),
+            "key": str(need(key, "--key", "gateway private key", Path, "/etc/batigate/gw.key")),
+        }
+    bus_list: list[dict[str, Any]] = []
+    for spec in buses:
+        try:
+            bus_list.append(parse_bus(spec))
+        except click.BadParameter as exc:
+            fail(f"--bus {spec}: {exc.message}", EXIT_CONFIG, as_json=as_json)
+    if interactive and not buses:
+        while click.confirm("Add a field bus?", default=not bus_list, err=True):
+            bus_list.append(_ask_bus({b["id"] for b in bus_list}))
+    doc: dict[str, Any] = {"gateway": {"id": gw, "site": site_id}, "mqtt": mqtt,
+                           "buffer": {"path": str(buffer_path or "/var/lib/batigate/outbox.db")}}
+    if socket_path is not None:
+        doc["control"] = {"socket": str(socket_path)}
+    doc["buses"] = bus_list
+    doc["devices"] = []
+    text = write_config(doc, output, as_json)
+    if as_json:
+        emit_json({"ok": True, "file": str(output), "config": doc})
+    else:
+        click.echo(text, nl=False)
+        click.echo(f"written to {output}; next: `batigate provision`, then `batigate scan` to "
+                   "find the devices", err=True)
+
+
+def write_config(doc: dict[str, Any], output: Path, as_json: bool) -> str:
+    import yaml  # noqa: PLC0415
+
+    from agent import config as config_mod  # noqa: PLC0415
+    from agent.errors import ConfigError  # noqa: PLC0415
+
+    text = HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    try:
+        config_mod.parse(text, str(output))
+    except ConfigError as exc:
+        fail("the answers do not make a valid config: " + "; ".join(exc.problems), EXIT_CONFIG,
+             as_json=as_json)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    tmp.replace(output)
+    return text

@@ -1,0 +1,302 @@
+"""`batigate read`, `write` and `status`: the running agent first, the bus only when it is not.
+
+A field bus has one master. When the agent runs, a read or write goes through its control socket
+and waits for the bus lock like any poll; only when no agent answers does the CLI open the bus
+itself (a technician commissioning a gateway before the service is started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.cli_common import (EXIT_CONFIG, EXIT_FAILURE, age, complete_device, complete_point,
+                              config_option, console, emit_json, fail, json_option, load_or_exit,
+                              run)
+
+socket_option = click.option("--socket", "socket_path", type=click.Path(path_type=Path),
+                             default=None, help="the agent's control socket (default: "
+                                                "control.socket of the config)")
+
+
+# -- read -----------------------------------------------------------------------------------------
+
+@click.command("read")
+@click.argument("device", shell_complete=complete_device)
+@click.argument("point", required=False, shell_complete=complete_point)
+@config_option
+@socket_option
+@json_option
+def read(device: str, point: str | None, config_path: Path, socket_path: Path | None,
+         as_json: bool) -> None:
+    """Read DEVICE (every point) or one POINT now, with units and quality.
+
+    Goes through the running agent (so the bus is never shared); opens the bus itself only
+    when no agent runs.
+
+    \b
+    Examples:
+      batigate read vmc-b
+      batigate read vmc-b exhaust_pressure --json
+    """
+    config = load_or_exit(config_path)
+    dev = _device_or_exit(config, device, point)
+    sock = socket_path or config.control.socket
+    result, via = run(_read(config, dev, point, sock))
+    if "error" in result:
+        fail(result["error"], EXIT_FAILURE, as_json=as_json, via=via)
+    if as_json:
+        emit_json({"ok": True, "via": via, **result})
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{dev.id} (via {via})")
+    for column in ("point", "value", "unit", "quality"):
+        table.add_column(column)
+    for item in result["points"]:
+        quality = item["q"]
+        style = {"good": "green", "uncertain": "yellow"}.get(quality, "red")
+        table.add_row(item["n"], "—" if item["v"] is None else str(item["v"]), item["u"] or "",
+                      f"[{style}]{quality}[/]")
+    console().print(table)
+
+
+def _device_or_exit(config: Any, device: str, point: str | None) -> Any:
+    found = next((d for d in config.devices if d.id == device), None)
+    if found is None:
+        known = ", ".join(d.id for d in config.devices) or "none"
+        fail(f"unknown device {device!r}; devices in the config: {known}", EXIT_CONFIG)
+    if point is not None and not any(p.name == point for p in found.points):
+        known = ", ".join(p.name for p in found.points) or "none"
+        fail(f"{device} has no point {point!r}; its points: {known}", EXIT_CONFIG)
+    return found
+
+
+async def _read(config: Any, device: Any, point: str | None,
+                sock: Path) -> tuple[dict[str, Any], str]:
+    from agent import control  # noqa: PLC0415
+
+    try:
+        if point is None:
+            answer = await control.request(sock, control.DEVICE_READ_OP, {"dev": device.id})
+        else:
+            answer = await control.request(sock, "point.read", {"dev": device.id, "n": point})
+    except control.NotRunning:
+        return await _read_direct(config, device, point), "bus"
+    except control.ControlError as exc:
+        return {"error": str(exc)}, "agent"
+    if answer.get("status") != "succeeded":
+        return {"error": answer.get("error", "failed")}, "agent"
+    result = answer["result"]
+    if point is not None:
+        result = {"dev": result["dev"], "ts": result["ts"],
+                  "points": [{k: result[k] for k in ("n", "v", "u", "q")}]}
+    return result, "agent"
+
+
+async def _read_direct(config: Any, device: Any, point: str | None) -> dict[str, Any]:
+    import time  # noqa: PLC0415
+
+    from agent import registry  # noqa: PLC0415
+    from agent.errors import DriverError  # noqa: PLC0415
+    from agent.normalize import Normalizer  # noqa: PLC0415
+
+    bus = config.bus(device.bus)
+    ceiling = device.timeout * (2 + len(device.points)) + 1.0
+    try:
+        async with registry.load(registry.DRIVERS, bus.driver)(bus) as driver:
+            async with asyncio.timeout(ceiling):
+                values = list(await driver.poll(device))
+    except (DriverError, TimeoutError) as exc:
+        return {"error": f"{device.id} did not answer: {exc or 'timeout'}"}
+    ts = time.time()
+    readings = Normalizer(device).readings(values, ts)
+    return {"dev": device.id, "ts": round(ts, 3),
+            "points": [{"n": r.name, "v": r.value, "u": r.unit, "q": r.quality.value}
+                       for r in readings if point is None or r.name == point]}
+
+
+# -- write ----------------------------------------------------------------------------------------
+
+@click.command("write")
+@click.argument("device", shell_complete=complete_device)
+@click.argument("point", shell_complete=complete_point)
+@click.argument("value")
+@click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@config_option
+@socket_option
+@json_option
+def write(device: str, point: str, value: str, yes: bool, config_path: Path,
+          socket_path: Path | None, as_json: bool) -> None:
+    """Write VALUE to a writable POINT of DEVICE, after a confirmation.
+
+    VALUE is in the unit the config declares (true/false for a bool point); min/max apply.
+
+    \b
+    Examples:
+      batigate write vmc-b pressure_setpoint 130
+      batigate write vmc-b fan_enable false --yes --json
+    """
+    config = load_or_exit(config_path)
+    dev = _device_or_exit(config, device, point)
+    pt = next(p for p in dev.points if p.name == point)
+    parsed = _parse_value(pt, value)
+    problem = _value_problem(pt, parsed)
+    if problem:
+        fail(problem, EXIT_CONFIG, as_json=as_json)
+    if not yes:
+        click.confirm(f"Write {parsed} {pt.unit or ''} to {dev.id}/{pt.name} "
+                      f"(bus {dev.bus}, address {dev.address})?", abort=True, err=True)
+    sock = socket_path or config.control.socket
+    error, via = run(_write(config, dev, pt, parsed, sock))
+    if error:
+        fail(error, EXIT_FAILURE, as_json=as_json, via=via)
+    if as_json:
+        emit_json({"ok": True, "via": via, "dev": dev.id, "n": pt.name, "v": parsed})
+    else:
+        click.echo(f"{dev.id}/{pt.name} = {parsed} {pt.unit or ''} written (via {via})")
+
+
+def _parse_value(point: Any, text: str) -> bool | float | int:
+    if getattr(point, "type", None) == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("true", "on", "1", "yes"):
+            return True
+        if lowered in ("false", "off", "0", "no"):
+            return False
+        fail(f"{point.name} is a bool point: write true or false, not {text!r}", EXIT_CONFIG)
+    try:
+        number = float(text)
+    except ValueError:
+        fail(f"{text!r} is not a number", EXIT_CONFIG)
+    return int(number) if number.is_integer() else number
+
+
+def _value_problem(point: Any, value: bool | float | int) -> str | None:
+    if not point.writable:
+        return f"{point.name} is not declared writable in the config"
+    if isinstance(value, bool):
+        return None
+    if point.min is not None and value < point.min:
+        return f"{value} is below the minimum {point.min} of {point.name}"
+    if point.max is not None and value > point.max:
+        return f"{value} is above the maximum {point.max} of {point.name}"
+    return None
+
+
+async def _write(config: Any, device: Any, point: Any, value: bool | float | int,
+                 sock: Path) -> tuple[str | None, str]:
+    from agent import control  # noqa: PLC0415
+
+    try:
+        answer = await control.request(sock, "point.write",
+                                       {"dev": device.id, "n": point.name, "v": value})
+    except control.NotRunning:
+        return await _write_direct(config, device, point, value), "bus"
+    except control.ControlError as exc:
+        return str(exc), "agent"
+    if answer.get("status") != "succeeded":
+        return str(answer.get("error", "failed")), "agent"
+    return None, "agent"
+
+
+async def _write_direct(config: Any, device: Any, point: Any,
+                        value: bool | float | int) -> str | None:
+    from agent import registry  # noqa: PLC0415
+    from agent.errors import DriverError  # noqa: PLC0415
+
+    bus = config.bus(device.bus)
+    try:
+        async with registry.load(registry.DRIVERS, bus.driver)(bus) as driver:
+            async with asyncio.timeout(device.timeout * 3 + 1.0):
+                await driver.write(device, point, value)
+    except (DriverError, TimeoutError) as exc:
+        return f"{device.id}/{point.name}: {exc or 'timeout'}"
+    return None
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+@click.command("status")
+@config_option
+@socket_option
+@json_option
+def status(config_path: Path, socket_path: Path | None, as_json: bool) -> None:
+    """Ask the running agent how it is: broker, devices, alarms, outbox, clock, certificate.
+
+    Exit code 1 when no agent answers.
+
+    \b
+    Examples:
+      batigate status
+      batigate status --json | jq .outbox.depth
+    """
+    from agent import control  # noqa: PLC0415
+    from agent.cli_common import control_path  # noqa: PLC0415
+
+    sock = control_path(config_path, socket_path)
+    try:
+        answer = run(control.request(sock, control.STATUS_OP))
+    except control.NotRunning:
+        fail(f"the agent is not running (nothing answers on {sock}); start it with "
+             "`systemctl start batigate`", EXIT_FAILURE, as_json=as_json)
+    except control.ControlError as exc:
+        fail(str(exc), EXIT_FAILURE, as_json=as_json)
+    if answer.get("status") != "succeeded":
+        fail(str(answer.get("error")), EXIT_FAILURE, as_json=as_json)
+    body = answer["result"]
+    if as_json:
+        emit_json({"ok": True, **body})
+        return
+    _print_status(body)
+
+
+def _print_status(body: dict[str, Any]) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    out = console()
+    broker = body["broker"]
+    link = "[green]connected[/]" if broker["connected"] else "[red]not connected[/]"
+    out.print(f"[bold]{body['gw']}[/] at {body['site']}, session {body['sess']}, "
+              f"up {age(body['uptime'])}")
+    out.print(f"broker   {broker['host']}:{broker['port']} {'TLS' if broker['tls'] else 'NO TLS'}"
+              f" {link} ({broker['connections']} connection(s), {broker['published']} published)")
+    if not broker["connected"] and broker["last_error"]:
+        out.print(f"         last error: {broker['last_error']}")
+    outbox = body["outbox"]
+    out.print(f"outbox   {outbox['depth']} message(s), oldest {age(outbox['oldest_age'])}"
+              + (f", {outbox['dropped']} dropped" if outbox["dropped"] else ""))
+    synced = body["clock_synced"]
+    out.print("clock    " + ("[green]synchronized[/]" if synced else
+                             "[yellow]NOT synchronized (readings marked uncertain)[/]"))
+    cert = body["cert"]
+    days = cert["days_left"]
+    if cert["path"] is None:
+        out.print("cert     none (no client certificate configured)")
+    else:
+        colour = "red" if days is None or days < 7 else "yellow" if days < 30 else "green"
+        shown = "unreadable" if days is None else f"{days} days left"
+        out.print(f"cert     {cert['path']}: [{colour}]{shown}[/]")
+    table = Table(title="devices")
+    for column in ("device", "bus", "state", "last reading", "polls", "failures", "last error"):
+        table.add_column(column)
+    for dev in body["devices"]:
+        colour = {"ok": "green", "down": "red"}.get(dev["state"], "yellow")
+        table.add_row(dev["id"], dev["bus"], f"[{colour}]{dev['state']}[/]",
+                      age(dev["last_reading_age"]), str(dev["polls"]), str(dev["failures"]),
+                      dev["last_error"] or "")
+    out.print(table)
+    alarms = body["alarms"]
+    if alarms:
+        table = Table(title="active alarms")
+        for column in ("alarm", "severity", "state", "since"):
+            table.add_column(column)
+        for alarm in alarms:
+            table.add_row(str(alarm.get("id")), str(alarm.get("severity", "")),
+                          str(alarm.get("state", "")), str(alarm.get("since", "")))
+        out.print(table)
+    else:
+        out.print("alarms   none active")

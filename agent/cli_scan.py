@@ -1,0 +1,323 @@
+"""`batigate scan modbus|mbus`: find what answers on a bus, and add it to the config.
+
+The scan talks on the bus itself, so it refuses to run while the agent does (two masters on one
+RS-485 line corrupt each other's frames): stop the service first.
+
+Adding found devices edits the config file as text (its comments are the site's notes): the new
+entries go into the `devices:` list, the result is validated as a whole before it replaces the
+file, and the previous file is kept as `.bak`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.cli_common import (EXIT_CONFIG, EXIT_FAILURE, complete_bus, config_option, console,
+                              emit_json, fail, json_option, load_or_exit, progress, run)
+
+
+@click.group("scan")
+def scan_group() -> None:
+    """Find the devices that answer on a bus (stop the agent first)."""
+
+
+def _parse_ids(text: str, low: int, high: int) -> list[int]:
+    ids: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            start, end = int(first), int(last or first)
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: write ranges like 1-247 or lists like 1,5,17")
+        if not low <= start <= end <= high:
+            raise click.BadParameter(f"{part!r}: ids go from {low} to {high}")
+        ids.update(range(start, end + 1))
+    return sorted(ids)
+
+
+def _bus_or_exit(config: Any, bus_id: str, drivers: tuple[str, ...]) -> Any:
+    bus = next((b for b in config.buses if b.id == bus_id), None)
+    if bus is None or bus.driver not in drivers:
+        fitting = ", ".join(b.id for b in config.buses if b.driver in drivers) or "none"
+        fail(f"no {'/'.join(drivers)} bus {bus_id!r} in the config; such buses: {fitting}",
+             EXIT_CONFIG)
+    return bus
+
+
+def _refuse_if_agent_runs(config: Any) -> None:
+    from agent import control  # noqa: PLC0415
+
+    if run(control.running(Path(config.control.socket))):
+        fail("the agent is running and owns the buses: stop it first "
+             "(systemctl stop batigate), scan, then start it again", EXIT_FAILURE)
+
+
+# -- Modbus ---------------------------------------------------------------------------------------
+
+@scan_group.command("modbus")
+@click.option("--bus", "bus_id", required=True, shell_complete=complete_bus,
+              help="a modbus-tcp or modbus-rtu bus of the config")
+@click.option("--ids", default="1-247", show_default=True, help="unit ids to try: 1-247, 1,5,17")
+@click.option("--timeout", type=click.FloatRange(0.05, 10), default=0.3, show_default=True,
+              help="seconds to wait for each unit")
+@click.option("--add", is_flag=True, help="add the units found to the config (with --profile)")
+@click.option("--profile", help="device profile for the added units, e.g. vmc-caisson")
+@click.option("--prefix", default="unit", show_default=True, help="id prefix of added devices")
+@config_option
+@json_option
+def scan_modbus(bus_id: str, ids: str, timeout: float, add: bool, profile: str | None,
+                prefix: str, config_path: Path, as_json: bool) -> None:
+    """Find the unit ids that answer on a Modbus bus and read their identification (FC 43/14)
+    where they offer it.
+
+    \b
+    Examples:
+      batigate scan modbus --bus rs485-1
+      batigate scan modbus --bus lan --ids 1-10 --json
+      batigate scan modbus --bus rs485-1 --ids 17 --add --profile vmc-caisson
+    """
+    config = load_or_exit(config_path)
+    bus = _bus_or_exit(config, bus_id, ("modbus-tcp", "modbus-rtu"))
+    units = _parse_ids(ids, 1, 247)
+    _refuse_if_agent_runs(config)
+    found, error = run(_scan_modbus(bus, units, timeout, quiet=as_json))
+    if error:
+        fail(error, EXIT_FAILURE, as_json=as_json)
+    entries = [{"id": f"{prefix}-{u['unit']}", "bus": bus.id, "address": u["unit"],
+                **({"profile": profile} if profile else {})} for u in found]
+    added = _maybe_add(config_path, entries, add, as_json)
+    if as_json:
+        emit_json({"ok": True, "bus": bus.id, "found": found, "added": added})
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{len(found)} unit(s) answer on {bus.id}")
+    for column in ("unit", "vendor", "product", "revision"):
+        table.add_column(column)
+    for unit in found:
+        ident = unit["identification"] or {}
+        table.add_row(str(unit["unit"]), ident.get("vendor", "—"), ident.get("product", "—"),
+                      ident.get("revision", "—"))
+    console().print(table)
+    _print_added(added, add)
+
+
+async def _scan_modbus(bus: Any, units: list[int], timeout: float,
+                       quiet: bool) -> tuple[list[dict[str, Any]], str | None]:
+    from agent.driver import BusStats  # noqa: PLC0415
+    from agent.errors import DeviceUnavailable  # noqa: PLC0415
+    from drivers.modbus.link import ModbusLink, Refused  # noqa: PLC0415
+
+    link = ModbusLink(bus, BusStats())
+    found: list[dict[str, Any]] = []
+    try:
+        try:
+            await link.open(max(timeout, 2.0))
+        except DeviceUnavailable as exc:
+            return [], f"bus {bus.id}: {exc}"
+        with progress() as bar:
+            task = bar.add_task(f"scanning {bus.id}", total=len(units), visible=not quiet)
+            for unit in units:
+                try:
+                    await link.open(max(timeout, 2.0))
+                    await link.read("holding", 0, 1, unit, timeout)
+                    answered = True
+                except Refused:
+                    answered = True  # an exception answer is an answer: someone is there
+                except DeviceUnavailable:
+                    answered = False
+                if answered:
+                    found.append({"unit": unit,
+                                  "identification": await _identify(link, unit, timeout)})
+                bar.advance(task)
+    finally:
+        link.close()
+    return found, None
+
+
+async def _identify(link: Any, unit: int, timeout: float) -> dict[str, str] | None:
+    """Basic device identification (FC 43 / MEI 14, objects 0-2), None when not offered.
+
+    ModbusLink has no method for it yet, so this reaches its client and transaction helper."""
+    from agent.errors import DeviceUnavailable  # noqa: PLC0415
+    from drivers.modbus.link import Refused  # noqa: PLC0415
+
+    client = link._client  # noqa: SLF001 - see the docstring
+    try:
+        answer = await link._transact(  # noqa: SLF001
+            lambda: client.read_device_information(read_code=1, object_id=0, device_id=unit),
+            unit, timeout)
+    except (Refused, DeviceUnavailable):
+        return None
+    info = getattr(answer, "information", {}) or {}
+    names = {0: "vendor", 1: "product", 2: "revision"}
+    ident = {names[k]: _text(v) for k, v in info.items() if k in names}
+    return ident or None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return value.decode("latin-1").strip()
+    if isinstance(value, list):
+        return " ".join(_text(v) for v in value)
+    return str(value)
+
+
+# -- M-Bus ----------------------------------------------------------------------------------------
+
+@scan_group.command("mbus")
+@click.option("--bus", "bus_id", required=True, shell_complete=complete_bus,
+              help="an mbus bus of the config")
+@click.option("--primary/--no-primary", default=True, show_default=True,
+              help="try primary addresses 0-250")
+@click.option("--secondary/--no-secondary", default=True, show_default=True,
+              help="secondary-address wildcard search")
+@click.option("--addresses", default="0-250", show_default=True, help="primary addresses to try")
+@click.option("--timeout", type=click.FloatRange(0.05, 10), default=0.3, show_default=True)
+@click.option("--add", is_flag=True, help="add the meters found to the config (with --profile)")
+@click.option("--profile", help="device profile for the added meters, e.g. water-meter")
+@click.option("--prefix", default="meter", show_default=True, help="id prefix of added devices")
+@config_option
+@json_option
+def scan_mbus(bus_id: str, primary: bool, secondary: bool, addresses: str, timeout: float,
+              add: bool, profile: str | None, prefix: str, config_path: Path,
+              as_json: bool) -> None:
+    """Find the meters on an M-Bus line: primary addresses 0-250, then a secondary-address
+    wildcard search (finds meters that share or lack a primary address).
+
+    \b
+    Examples:
+      batigate scan mbus --bus meters
+      batigate scan mbus --bus meters --no-secondary --addresses 1-20 --json
+      batigate scan mbus --bus meters --add --profile water-meter
+    """
+    config = load_or_exit(config_path)
+    bus = _bus_or_exit(config, bus_id, ("mbus",))
+    wanted = _parse_ids(addresses, 0, 250)
+    _refuse_if_agent_runs(config)
+    result = run(_scan_mbus(bus, primary, secondary, wanted, timeout, quiet=as_json))
+    meters = _unique(result.meters)
+    entries = [{"id": f"{prefix}-{m.id}", "bus": bus.id, **m.config(),
+                **({"profile": profile} if profile else {})} for m in meters]
+    added = _maybe_add(config_path, entries, add, as_json)
+    found = [{"how": m.how, "primary": m.primary, "id": m.id, "manufacturer": m.manufacturer,
+              "version": m.version, "medium": m.medium} for m in meters]
+    if as_json:
+        emit_json({"ok": True, "bus": bus.id, "found": found, "collisions": result.collisions,
+                   "added": added})
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{len(found)} meter(s) on {bus.id}")
+    for column in ("found by", "primary", "id", "manufacturer", "version", "medium"):
+        table.add_column(column)
+    for meter in found:
+        table.add_row(meter["how"], str(meter["primary"]), meter["id"],
+                      meter["manufacturer"] or "—", str(meter["version"]), meter["medium"] or "—")
+    console().print(table)
+    for collision in result.collisions:
+        click.secho(f"collision at {collision}: several meters answer there; check the wiring "
+                    "or give them distinct primary addresses", fg="yellow", err=True)
+    _print_added(added, add)
+
+
+def _unique(meters: list[Any]) -> list[Any]:
+    """A meter found by both searches is listed once, by its primary address."""
+    seen: set[str] = set()
+    out = []
+    for meter in meters:
+        if meter.id not in seen:
+            seen.add(meter.id)
+            out.append(meter)
+    return out
+
+
+async def _scan_mbus(bus: Any, primary: bool, secondary: bool, addresses: list[int],
+                     timeout: float, quiet: bool) -> Any:
+    from drivers.mbus.scan import scan  # noqa: PLC0415
+
+    with progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{phase} search", total=total, visible=not quiet)
+            bar.update(tasks[phase], completed=done)
+
+        return await scan(bus, primary=primary, secondary=secondary, addresses=addresses,
+                          timeout=timeout, progress=report)
+
+
+# -- adding to the config -------------------------------------------------------------------------
+
+def _maybe_add(config_path: Path, entries: list[dict[str, Any]], add: bool,
+               as_json: bool) -> list[str]:
+    if not add or not entries:
+        return []
+    from agent import config as config_mod  # noqa: PLC0415
+
+    text = config_path.read_text(encoding="utf-8")
+    existing = config_mod.load(config_path)
+    taken = {d.id for d in existing.devices}
+    addresses = {(d.bus, getattr(d, "address", None), getattr(d, "secondary", None))
+                 for d in existing.devices}
+    fresh = [e for e in entries if e["id"] not in taken
+             and (e["bus"], e.get("address"), e.get("secondary")) not in addresses]
+    if not fresh:
+        return []
+    new_text = add_devices(text, fresh)
+    from agent.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        config_mod.parse(new_text, str(config_path))
+    except ConfigError as exc:
+        fail("the found devices cannot be added as they are (the config is unchanged): "
+             + "; ".join(exc.problems[:5]) + " — add them by hand or pick another --profile",
+             EXIT_FAILURE, as_json=as_json)
+    backup = config_path.with_name(config_path.name + ".bak")
+    backup.write_text(text, encoding="utf-8")
+    tmp = config_path.with_name(f".{config_path.name}.tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    tmp.replace(config_path)
+    return [e["id"] for e in fresh]
+
+
+def _flow(entry: dict[str, Any]) -> str:
+    import json  # noqa: PLC0415
+
+    return "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in entry.items()) + "}"
+
+
+def add_devices(text: str, entries: list[dict[str, Any]]) -> str:
+    """Insert `entries` into the `devices:` list of a config file's text, keeping everything
+    else (comments, order, layout) as it is."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        match = re.match(r"^devices:\s*(\[\s*\])?\s*(#.*)?$", line)
+        if match is None:
+            continue
+        indent = "  "
+        for following in lines[index + 1:]:
+            item = re.match(r"^(\s*)- ", following)
+            if item:
+                indent = item.group(1)
+                break
+            if following.strip() and not following.lstrip().startswith("#"):
+                break
+        new = [f"{indent}- {_flow(e)}" for e in entries]
+        head = "devices:" + (f"  {match.group(2)}" if match.group(2) else "")
+        return "\n".join([*lines[:index], head, *new, *lines[index + 1:]]) + "\n"
+    return text.rstrip("\n") + "\ndevices:\n" + "".join(f"  - {_flow(e)}\n" for e in entries)
+
+
+def _print_added(added: list[str], asked: bool) -> None:
+    if added:
+        click.echo(f"added to the config: {', '.join(added)} (previous file kept as .bak)")
+    elif asked:
+        click.echo("nothing new to add (already in the config)")
+    else:
+        click.echo("add them with --add (and --profile NAME), or write them in the config")

@@ -1,0 +1,191 @@
+"""`batigate selftest`: is this gateway ready? Config, certificates, serial ports, broker, outbox.
+
+Each check answers ok / warn / fail and, when not ok, what to do about it: the reader is on site
+with a laptop, not in front of the code. Exit code 1 when any check fails, 2 for an invalid config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from agent.cli_common import (EXIT_FAILURE, config_option, console, emit_json, json_option,
+                              load_or_exit, run)
+
+
+@dataclass
+class Check:
+    name: str
+    result: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+
+@click.command("selftest")
+@config_option
+@click.option("--timeout", type=float, default=5.0, show_default=True,
+              help="seconds for each network check")
+@json_option
+def selftest(config_path: Path, timeout: float, as_json: bool) -> None:
+    """Check the config, certificates, serial ports, broker reachability and the outbox, and
+    say what to fix.
+
+    \b
+    Examples:
+      batigate selftest
+      batigate selftest --json | jq '.checks[] | select(.result != "ok")'
+    """
+    config = load_or_exit(config_path)
+    checks = [Check("config", "ok", f"{config_path}: {len(config.buses)} bus(es), "
+                                    f"{len(config.devices)} device(s)")]
+    checks += certificate_checks(config)
+    if as_json:
+        checks += run(_network_checks(config, timeout))
+    else:
+        with console(err=True).status("checking buses and broker..."):
+            checks += run(_network_checks(config, timeout))
+    checks += outbox_checks(config)
+    failed = any(c.result == "fail" for c in checks)
+    if as_json:
+        emit_json({"ok": not failed, "checks": [asdict(c) for c in checks]})
+    else:
+        _print(checks)
+    if failed:
+        raise SystemExit(EXIT_FAILURE)
+
+
+def certificate_checks(config: Any) -> list[Check]:
+    from provisioning import diagnose, watch  # noqa: PLC0415
+
+    tls = config.mqtt.tls
+    if tls is None:
+        return [Check("tls", "warn", "TLS is off (tls: false)", "lab brokers only: give "
+                      "mqtt.tls with ca, cert and key for a real broker")]
+    out: list[Check] = []
+    if tls.cert is None:
+        out.append(Check("certificate", "warn", "no client certificate configured",
+                         "run `batigate provision` and install the certificate"))
+    problems = diagnose.local_problems(tls, config.gateway.id)
+    for problem in problems:
+        out.append(Check("certificate", "fail", problem, "`batigate provision` (new key and "
+                         "CSR) or `batigate provision install-cert FILE`"))
+    if tls.cert is not None and not problems:
+        import time  # noqa: PLC0415
+
+        soon = watch.expiring(Path(tls.cert), time.time())
+        if soon is not None:
+            out.append(Check("certificate", "warn", f"expires on {soon['not_after']} "
+                             f"({soon['days_left']} days)", "renew it: `batigate provision "
+                             "--renew`, then install the new certificate"))
+        else:
+            out.append(Check("certificate", "ok", f"{tls.cert} valid, chains to the CA"))
+    if tls.key is not None and Path(tls.key).exists():
+        mode = stat.S_IMODE(Path(tls.key).stat().st_mode)
+        if mode & 0o077:
+            out.append(Check("key", "fail", f"{tls.key} has mode {mode:o}: others can read it",
+                             f"chmod 600 {tls.key}"))
+    return out
+
+
+async def _network_checks(config: Any, timeout: float) -> list[Check]:
+    from provisioning import diagnose  # noqa: PLC0415
+
+    checks = [await _bus_check(bus, timeout) for bus in config.buses]
+    result = await diagnose.broker(config, timeout=timeout)
+    checks.append(Check("broker", "ok" if result.ok else "fail", result.message,
+                        "" if result.ok else _broker_fix(result.stage)))
+    return checks
+
+
+def _broker_fix(stage: str) -> str:
+    return {"connect": "check mqtt.host/port, the network and the firewall (port 8883 out)",
+            "tls-server": "check mqtt.tls.ca and that mqtt.host is the name in the broker's "
+                          "certificate",
+            "tls-client": "check the gateway certificate: `batigate provision show`",
+            "mqtt": "ask the broker's operator (account, ACL)"}.get(stage, "")
+
+
+async def _bus_check(bus: Any, timeout: float) -> Check:
+    name = f"bus {bus.id}"
+    port = getattr(bus, "port", None)
+    host = getattr(bus, "host", None)
+    if isinstance(port, str) and port.startswith("socket://"):
+        parts = urlsplit(port)
+        host, port = parts.hostname, parts.port
+    if host:
+        try:
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host, int(port or 502))
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            return Check(name, "fail", f"{host}:{port} unreachable ({exc or 'timeout'})",
+                         "check the address, the cable and that the device is powered")
+        return Check(name, "ok", f"{host}:{port} accepts connections")
+    if isinstance(port, str):
+        path = Path(port)
+        if not path.exists():
+            return Check(name, "fail", f"serial port {port} not found",
+                         "plug the USB/RS-485 adapter in; `ls /dev/serial/by-id/` names it")
+        if not os.access(path, os.R_OK | os.W_OK):
+            return Check(name, "fail", f"no read/write permission on {port}",
+                         "add the service user to the group dialout")
+        return Check(name, "ok", f"serial port {port} present")
+    return Check(name, "ok", f"driver {bus.driver}")
+
+
+def outbox_checks(config: Any) -> list[Check]:
+    path = Path(config.buffer.path)
+    folder = path.parent
+    if not folder.exists():
+        return [Check("outbox", "warn", f"{folder} does not exist yet",
+                      "it is created at the first start (check the disk is mounted)")]
+    if not os.access(folder, os.W_OK):
+        return [Check("outbox", "fail", f"{folder} is not writable",
+                      "the service user must own the state directory")]
+    checks: list[Check] = []
+    free = os.statvfs(folder)
+    free_mb = free.f_bavail * free.f_frsize / 2**20
+    if free_mb < config.buffer.max_mb:
+        checks.append(Check("disk", "warn", f"{free_mb:.0f} MB free for an outbox of up to "
+                            f"{config.buffer.max_mb:g} MB", "free space or lower buffer.max_mb"))
+    if not path.exists():
+        return [*checks, Check("outbox", "ok", f"{path} will be created at the first start")]
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            depth, oldest = db.execute("SELECT COUNT(*), MIN(ts) FROM outbox").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return [*checks, Check("outbox", "fail", f"{path}: {exc}",
+                               "export what can be read (`batigate buffer export`), then move "
+                               "the file away; the agent starts a new one")]
+    if verdict != "ok":
+        return [*checks, Check("outbox", "fail", f"{path} is damaged: {verdict}",
+                               "export it (`batigate buffer export`) and move it away")]
+    import time  # noqa: PLC0415
+
+    waiting = "" if not depth else f", oldest {(time.time() - oldest) / 3600:.1f} h old"
+    return [*checks, Check("outbox", "ok", f"{path}: intact, {depth} message(s) waiting{waiting}")]
+
+
+def _print(checks: list[Check]) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="selftest")
+    for column in ("check", "result", "detail", "what to do"):
+        table.add_column(column, overflow="fold")
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for check in checks:
+        table.add_row(check.name, f"[{colours[check.result]}]{check.result}[/]", check.detail,
+                      check.fix)
+    console().print(table)
