@@ -31,9 +31,6 @@ from agent.errors import ConfigError
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the agent again
 
 
-_load_or_exit = load_or_exit
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batigate")
 def main() -> None:
@@ -70,7 +67,7 @@ def run(config_path: Path) -> None:
     # A config.apply that was never confirmed (the agent crashed on the new file) rolls back here.
     if line := confirm.check_at_start(config_path, now=time.time()):
         click.echo(line, err=True)
-    config = _load_or_exit(config_path)
+    config = load_or_exit(config_path)
     logs.setup(config.log_level)
     if asyncio.run(_run_until_signal(config, supervisor)):
         click.echo("restart requested by a command; exiting for the service manager to restart",
@@ -135,7 +132,7 @@ def config_show(config_path: Path) -> None:
     """
     from agent.redact import effective  # noqa: PLC0415
 
-    click.echo(json.dumps(effective(_load_or_exit(config_path)), indent=2))
+    click.echo(json.dumps(effective(load_or_exit(config_path)), indent=2))
 
 
 @main.command()

@@ -19,8 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from agent import __version__, health, registry, sdnotify
-from agent import control
+from agent import __version__, control, health, registry, sdnotify, units
 from agent.clock import Clock, SystemClock
 from agent.commands import CommandHandler
 from agent.config import Config
@@ -79,7 +78,7 @@ class Agent:
         self.pipeline.event({"type": "buffer.fault", "reason": reason} if reason else
                             {"type": "buffer.restored"})
 
-    def _clock_jump(self, delta: float) -> None:
+    def clock_jumped(self, delta: float) -> None:
         self.pipeline.event({"type": "clock.jump", "delta": round(delta, 3),
                              "synced": self.timekeeper.synced()})
 
@@ -160,8 +159,6 @@ class Agent:
 
 
 def _senml_unit(unit: str | None) -> str | None:
-    from agent import units  # noqa: PLC0415
-
     return units.normalize(unit)[0]
 
 
@@ -205,7 +202,7 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                     tg.create_task(agent.uplink.run(), name="uplink")
                     tg.create_task(agent.outbox.commit_periodically(), name="commit")
                     tg.create_task(agent.timekeeper.watch(agent.outbox.clock_synced,
-                                                          agent._clock_jump), name="clock")
+                                                          agent.clock_jumped), name="clock")
                     tg.create_task(agent.publish_health(), name="health")
                     tg.create_task(agent.commands.run(), name="commands")
                     tg.create_task(control.serve(agent), name="control")

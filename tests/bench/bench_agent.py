@@ -10,6 +10,7 @@ this kind of machine: 0.12 ms CPU per reading at 1,000 readings/s, 3.5 % of a co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -108,6 +109,8 @@ async def measure(name: str, devices: int, poll: str, seconds: float) -> Result:
         agent.terminate()
         await agent.wait()
         counter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await counter
         await building.stop()
         broker.stop()
     per_poll_points = sum(len(DEMO_POINTS[(1, 2)[i % 2]]) for i in range(devices)) / devices
@@ -136,13 +139,14 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for r in results:
-        idle = r.rate < 10
+        idle = r.rate < 10  # per-reading figures mean nothing without readings
         ratio = (r.cpu_percent / REF_IDLE_CPU_PERCENT) if idle else (
             r.cpu_ms_per_reading / REF_CPU_MS_PER_READING)
-        print(f"{r.name:<28} {r.rate:>10.0f} {r.cpu_ms_per_reading:>10.4f} {ratio:>6.2f}x "
+        per_reading = f"{'-':>10} " if idle else f"{r.cpu_ms_per_reading:>10.4f} "
+        written = f"{'-':>8} " if idle else f"{r.write_bytes_per_1000:>8.0f} "
+        print(f"{r.name:<28} {r.rate:>10.0f} {per_reading}{ratio:>6.2f}x "
               f"{r.cpu_percent:>6.2f} {r.rss_peak_mb:>7.1f}M {r.rss_steady_mb:>7.1f}M "
-              f"{r.write_bytes_per_1000:>8.0f} {r.requests_per_poll:>8.2f} "
-              f"{r.points_per_poll:>6.1f}")
+              f"{written}{r.requests_per_poll:>8.2f} {r.points_per_poll:>6.1f}")
     print(f"vs ref: CPU per reading against {REF_CPU_MS_PER_READING} ms (busy rows), idle CPU "
           f"against {REF_IDLE_CPU_PERCENT} % of a core (idle row); below 1.00x is better.")
     print(f"naive = Modbus requests per poll with one request per point; cores: "
