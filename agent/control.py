@@ -240,24 +240,14 @@ async def device_read(agent: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Every point of one device in one poll, under the bus lock (point.read polls once per
     point: N polls for a meter read in full)."""
     from agent.commands.models import Code, Problem  # noqa: PLC0415
-    from agent.commands.ops import _ceiling, _device, _poller  # noqa: PLC0415
-    from agent.errors import DeviceUnavailable, DriverError  # noqa: PLC0415
-    from agent.normalize import Normalizer  # noqa: PLC0415
+    from agent.commands.ops import _device, fresh_readings  # noqa: PLC0415
 
     dev = args.get("dev")
     if not isinstance(dev, str):
         raise Problem(Code.BAD_REQUEST, "args.dev: the device id")
     device = _device(agent, dev)
-    poller = _poller(agent, device.id)
-    try:
-        async with poller.bus_lock, asyncio.timeout(_ceiling(device)):
-            values = list(await poller.driver.poll(device))
-    except (DeviceUnavailable, TimeoutError) as exc:
-        raise Problem(Code.UNAVAILABLE, f"{device.id} did not answer: {exc or 'timeout'}") from None
-    except DriverError as exc:
-        raise Problem(Code.FAILED, str(exc)) from None
-    ts = agent.clock.time()
-    readings = Normalizer(device).readings(values, ts, synced=bool(agent.pipeline.clock_synced()))
+    readings = await fresh_readings(agent, device)
+    ts = readings[0].ts if readings else agent.clock.time()
     return {"dev": device.id, "ts": round(ts, 3),
             "points": [{"n": r.name, "v": r.value, "u": r.unit, "q": r.quality.value}
                        for r in readings]}

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.clock import Clock
-from agent.config_models import DeviceConfig
+from agent.config_models import DeviceConfig, PointConfig
 from agent.driver import Driver
 from agent.errors import DeviceUnavailable
-from agent.models import DeviceState, PointValue
+from agent.models import DeviceState, PointValue, Value
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +79,32 @@ class DevicePoller:
         delay = min(max(period, BACKOFF_CAP), period * 2 ** min(self._failures - 1, 16))
         return delay * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not crypto
 
+    @property
+    def ceiling(self) -> float:
+        """A generous bound over the driver's own timeouts: a hung driver must not hold the bus."""
+        return self.device.timeout * (2 + len(self.device.points)) + 1.0
+
+    async def read_now(self) -> list[PointValue]:
+        """One read of every point, under the bus lock, for the schedule or a command.
+
+        Raises DeviceUnavailable, TimeoutError (the ceiling) or the driver's DriverError.
+        """
+        async with self.bus_lock, asyncio.timeout(self.ceiling):
+            values = list(await self.driver.poll(self.device))
+        _honour_cancellation()
+        return values
+
+    async def write_now(self, point: PointConfig, value: Value) -> None:
+        """One write under the bus lock; raises like `read_now`, or PointNotWritable."""
+        async with self.bus_lock, asyncio.timeout(self.ceiling):
+            await self.driver.write(self.device, point, value)
+        _honour_cancellation()
+
     async def poll_once(self) -> bool:
-        """One poll under the bus lock; True when the device answered."""
+        """One scheduled poll; True when the device answered."""
         device = self.device
-        # A driver gets a generous ceiling over its own timeouts: a hung driver must not hold the
-        # bus forever.
-        ceiling = device.timeout * (2 + len(device.points)) + 1.0
         try:
-            async with self.bus_lock:
-                async with asyncio.timeout(ceiling):
-                    values = list(await self.driver.poll(device))
-            _honour_cancellation()
+            values = await self.read_now()
         except (DeviceUnavailable, TimeoutError) as exc:
             self._failed(str(exc) or "no answer")
             return False

@@ -31,6 +31,8 @@ class Observer:
     messages: list[Seen] = field(default_factory=list)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    raw: list[tuple[str, bytes]] = field(default_factory=list)  # payloads that are not JSON
+    errors: list[str] = field(default_factory=list)  # what ended a connection besides MQTT
 
     async def run(self) -> None:
         while True:
@@ -41,12 +43,18 @@ class Observer:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
-                        payload = message.payload
-                        assert isinstance(payload, bytes)
-                        body = json.loads(payload)
+                        payload = bytes(message.payload)  # type: ignore[arg-type]
+                        try:
+                            body = json.loads(payload)
+                        except ValueError:  # kept for the test to assert on, never fatal
+                            self.raw.append((str(message.topic), payload))
+                            continue
                         self.messages.append(Seen(str(message.topic), body, bool(message.retain)))
                         self.changed.set()
             except aiomqtt.MqttError:
+                await asyncio.sleep(0.05)
+            except Exception as exc:  # noqa: BLE001 - recorded in `errors`, then reconnect
+                self.errors.append(repr(exc))
                 await asyncio.sleep(0.05)
 
     async def wait_for(self, predicate: Any, timeout: float = 15.0) -> None:

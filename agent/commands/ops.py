@@ -25,6 +25,7 @@ from agent.commands.models import (AlarmAckArgs, Code, ConfigApplyArgs, CountArg
                                    PointArgs, Problem, ResendArgs, Status, WriteArgs, ok)
 from agent.config_models import DeviceConfig, PointConfig
 from agent.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
+from agent.models import Reading
 from agent.normalize import Normalizer
 from agent.outbox import ResendUnavailable
 from agent.redact import effective
@@ -96,9 +97,17 @@ def _poller(agent: Any, dev: str) -> Any:
     return poller
 
 
-def _ceiling(device: DeviceConfig) -> float:
-    # The same bound as the poller's: a hung driver must not hold the bus (nor this command).
-    return device.timeout * (2 + len(device.points)) + 1.0
+async def fresh_readings(agent: Any, device: DeviceConfig) -> list[Reading]:
+    """Every point of `device` read now (under the bus lock), normalized; device and driver
+    failures become the command's answer."""
+    try:
+        values = await _poller(agent, device.id).read_now()
+    except (DeviceUnavailable, TimeoutError) as exc:
+        raise Problem(Code.UNAVAILABLE, f"{device.id} did not answer: {exc or 'timeout'}") from None
+    except DriverError as exc:
+        raise Problem(Code.FAILED, str(exc)) from None
+    synced = bool(agent.pipeline.clock_synced())
+    return Normalizer(device).readings(values, agent.clock.time(), synced=synced)
 
 
 def request_restart(agent: Any, reason: str) -> None:
@@ -150,22 +159,11 @@ async def point_read(call: Call, args: PointArgs) -> Outcome:
     agent = call.agent
     device = _device(agent, args.dev)
     point = _point(device, args.n)
-    poller = _poller(agent, device.id)
-    try:
-        async with poller.bus_lock, asyncio.timeout(_ceiling(device)):
-            values = list(await poller.driver.poll(device))
-    except (DeviceUnavailable, TimeoutError) as exc:
-        raise Problem(Code.UNAVAILABLE, f"{device.id} did not answer: {exc or 'timeout'}") from None
-    except DriverError as exc:
-        raise Problem(Code.FAILED, str(exc)) from None
-    ts = agent.clock.time()
-    value = next((v for v in values if v.name == point.name), None)
-    if value is None:
+    reading = next((r for r in await fresh_readings(agent, device) if r.name == point.name), None)
+    if reading is None:
         raise Problem(Code.FAILED, f"the driver returned no value for {point.name}")
-    synced = bool(agent.pipeline.clock_synced())
-    reading = Normalizer(device).readings([value], ts, synced=synced)[0]
     return ok({"dev": device.id, "n": point.name, "v": reading.value, "u": reading.unit,
-               "q": reading.quality.value, "ts": round(ts, 3)})
+               "q": reading.quality.value, "ts": round(reading.ts, 3)})
 
 
 def _check_value(device: DeviceConfig, point: PointConfig, value: bool | float) -> None:
@@ -196,8 +194,7 @@ async def point_write(call: Call, args: WriteArgs) -> Outcome:
     _check_value(device, point, args.v)
     poller = _poller(agent, device.id)
     try:
-        async with poller.bus_lock, asyncio.timeout(_ceiling(device)):
-            await poller.driver.write(device, point, args.v)
+        await poller.write_now(point, args.v)
     except PointNotWritable as exc:
         raise Problem(Code.FORBIDDEN, str(exc)) from None
     except (DeviceUnavailable, TimeoutError) as exc:

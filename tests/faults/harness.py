@@ -5,20 +5,17 @@ this process, and an observer with a persistent session standing in for the back
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 from agent.sim.modbus_building import DEMO_POINTS
 from tests.broker import Mosquitto
 from tests.integration.helpers import write_config
-from tests.observer import Observer, Seen
+from tests.observer import Observer
+from tests.observer import observing as observe
 
 ROOT = "bgw/v1/site-a/gw-test"
 RUN = [sys.executable, "-m", "agent", "run", "--config"]
@@ -78,51 +75,8 @@ class AgentProcess:
         return self.proc is not None and self.proc.returncode is None
 
 
-class SturdyObserver(Observer):
-    """tests.observer.Observer that survives a payload it cannot parse: the shared observer's
-    task ends on the first one, and a fault test would then wait for nothing. Such payloads
-    are kept in `raw` so a test can assert on them."""
-
-    def __init__(self, port: int, topic: str, client_id: str) -> None:
-        super().__init__(port, topic, client_id=client_id)
-        self.raw: list[tuple[str, bytes]] = []
-        self.errors: list[str] = []  # what ended a connection besides MQTT errors
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id,
-                                          clean_session=False,
-                                          protocol=aiomqtt.ProtocolVersion.V311) as client:
-                    await client.subscribe(self.topic, qos=1)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        payload = bytes(message.payload)  # type: ignore[arg-type]
-                        try:
-                            body = json.loads(payload)
-                        except ValueError:
-                            self.raw.append((str(message.topic), payload))
-                            continue
-                        self.messages.append(Seen(str(message.topic), body, bool(message.retain)))
-                        self.changed.set()
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)
-            except Exception as exc:  # noqa: BLE001 - recorded in `errors`, then reconnect
-                self.errors.append(repr(exc))
-                await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def observing(port: int, client_id: str = "fault-observer") -> AsyncIterator[Observer]:
-    observer = SturdyObserver(port, f"{ROOT}/#", client_id=client_id)
-    task = asyncio.ensure_future(observer.run())
-    await asyncio.wait_for(observer.subscribed.wait(), 10)
-    try:
-        yield observer
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def observing(port: int, client_id: str = "fault-observer") -> Any:
+    return observe(port, f"{ROOT}/#", client_id=client_id)
 
 
 def outbox_messages(observer: Observer) -> list[dict[str, Any]]:

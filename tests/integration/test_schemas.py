@@ -14,8 +14,10 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from agent import health
+from agent import health, supervisor
+from agent.clock import SystemClock
 from agent.commands.schema import request_schema
+from agent.outbox import parse_watermark
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend
@@ -47,7 +49,7 @@ def assert_valid(name: str, body: Any) -> None:
 def test_every_schema_is_a_valid_2020_12_schema() -> None:
     names = sorted(p.name for p in SCHEMAS.glob("*.json"))
     assert {"state.json", "birth.json", "dev-state.json", "tm.json", "evt.json", "alarms.json",
-            "health.json", "cmd-req.json", "cmd-res.json"} <= set(names)
+            "health.json", "cmd-req.json", "cmd-res.json", "ack.json"} <= set(names)
     for name in names:
         jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS / name).read_text()))
 
@@ -65,7 +67,7 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
     addresses = {c["address"].removeprefix("{namespace}/{site}/{gw}/")
                  for c in doc["channels"].values()}
     assert addresses == {"state", "birth", "dev/{dev}/state", "dev/{dev}/tm", "evt", "alarms",
-                         "health", "cmd/req", "cmd/res"}
+                         "health", "cmd/req", "cmd/res", "ack"}
     for channel in doc["channels"].values():
         params = set(re.findall(r"{(\w+)}", channel["address"]))
         assert params == set(channel["parameters"]), channel["address"]
@@ -80,6 +82,37 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
         assert operation["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
     reply = doc["operations"]["handleCommand"]["reply"]
     assert reply["channel"]["$ref"] == "#/channels/commandResponses"
+    assert doc["operations"]["receiveAck"]["action"] == "receive"
+    examples = doc["components"]["messages"]["event"]["examples"]
+    assert {e["payload"]["type"] for e in examples} >= {
+        "buffer.overflow", "buffer.fault", "buffer.restored", "clock.jump", "alarm.suppressed",
+        "cert.expiring", "point.written", "config.confirmed", "config.rolled_back"}
+    assert doc["components"]["messages"]["ack"]["examples"]
+
+
+def test_a_real_overflow_event_and_the_backend_watermark_match_their_schemas(
+        tmp_path: Path) -> None:
+    config = load(write_config(tmp_path, broker_port=1883, modbus_port=502,
+                               devices=[{"id": "vmc-a", "bus": "lan", "address": 1,
+                                         "points": DEMO_POINTS[1]}]))
+    agent = supervisor.Agent(config, SystemClock())
+    try:
+        agent._overflow(3, 7, 5, "max_age")  # noqa: SLF001
+        [message] = [m for m in agent.outbox.peek(10) if m.topic == "evt"]
+        body = json.loads(agent.uplink.payload(message))
+    finally:
+        agent.outbox.close()
+    assert body["type"] == "buffer.overflow" and body["reason"] == "max_age"
+    assert_valid("evt.json", body)
+    for bad in ({**body, "reason": "full"}, {k: v for k, v in body.items() if k != "reason"},
+                {**body, "type": "buffer.overfull"}):
+        assert list(validator("evt.json").iter_errors(bad)), bad
+    assert_valid("ack.json", {"seq": 5})
+    # The schema and the gateway's parser agree (5.0 aside: JSON Schema calls it an integer).
+    for ack in ({"seq": 5}, {"seq": 0}, {"seq": -1}, {"seq": True}, {"seq": "5"}, {}, [5],
+                {"seq": 5, "note": "ignored"}):
+        accepted = parse_watermark(json.dumps(ack).encode()) is not None
+        assert accepted == (not list(validator("ack.json").iter_errors(ack))), ack
 
 
 def test_the_request_schema_accepts_what_the_handler_accepts() -> None:
