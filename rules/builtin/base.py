@@ -153,6 +153,11 @@ def as_number(value: object) -> float | None:
     return None
 
 
+def number_of(reading: Reading) -> float | None:
+    """The reading's value as a number when a condition may be judged on it, else None."""
+    return as_number(reading.value) if usable(reading) else None
+
+
 def as_bool(value: object) -> bool | None:
     if isinstance(value, bool):
         return value

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.durations import Duration
 from agent.models import Reading
-from rules.builtin.base import Finite, PointRuleBase, Rule, as_number, fmt, human_duration, usable
+from rules.builtin.base import Finite, PointRuleBase, Rule, fmt, human_duration, number_of
 
 
 class ThresholdConfig(PointRuleBase):
@@ -80,9 +80,7 @@ class ThresholdRule(Rule[ThresholdConfig]):
         self.off_since: float | None = None  # trigger off while the condition is still on
 
     def on_reading(self, reading: Reading, now: float) -> None:
-        if not usable(reading):
-            return
-        x = as_number(reading.value)
+        x = number_of(reading)
         if x is None:
             return
         self.value = x

@@ -22,10 +22,9 @@ from rules.builtin.base import (
     PointRuleBase,
     Rule,
     Volume,
-    as_number,
     fmt,
     human_duration,
-    usable,
+    number_of,
 )
 from rules.builtin.calendar import day_bounds, parse_window, window_at
 
@@ -101,9 +100,7 @@ class LeakRule(Rule[LeakConfig]):
         self.for_on = False
 
     def on_reading(self, reading: Reading, now: float) -> None:
-        if not usable(reading):
-            return
-        x = as_number(reading.value)
+        x = number_of(reading)
         if x is None:
             return
         flow = x if reading.unit in _FLOW_UNITS else self.index.flow(x, now)
@@ -225,9 +222,7 @@ class ConsumptionRule(Rule[ConsumptionConfig]):
         self.past_since: float | None = None  # start of the last finished abnormal day
 
     def on_reading(self, reading: Reading, now: float) -> None:
-        if not usable(reading):
-            return
-        x = as_number(reading.value)
+        x = number_of(reading)
         if x is None:
             return
         if self.day is None:
