@@ -66,6 +66,20 @@ class Observer:
     def bodies(self, suffix: str) -> list[dict[str, Any]]:
         return [m.body for m in self.messages if m.topic.endswith(suffix)]
 
+    def first_deliveries(self, suffix: str = "") -> list[dict[str, Any]]:
+        """What a de-duplicating backend keeps, in arrival order: the first copy of each outbox
+        record (it has a seq). At-least-once delivery re-sends what was in flight when a
+        connection dropped, so order is only meaningful over these first copies."""
+        seen: set[int] = set()
+        out: list[dict[str, Any]] = []
+        for m in self.messages:
+            if m.retained or "seq" not in m.body or not m.topic.endswith(suffix):
+                continue
+            if m.body["seq"] not in seen:
+                seen.add(m.body["seq"])
+                out.append(m.body)
+        return out
+
 
 @contextlib.asynccontextmanager
 async def observing(port: int, topic: str, client_id: str = "test-observer",

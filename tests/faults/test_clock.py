@@ -13,7 +13,7 @@ import pytest
 
 from agent.clock import SystemClock
 from agent.timesync import PLAUSIBLE_AFTER
-from tests.faults.harness import (assert_contiguous, config, deduplicated, observing,
+from tests.faults.harness import (assert_contiguous, assert_lanes_in_order, config, deduplicated, observing,
                                   persistent_broker)
 from tests.integration.helpers import load
 
@@ -50,14 +50,14 @@ async def test_boot_at_1970_then_ntp_then_jumps(tmp_path: Path, building: tuple)
                 running_agent_with(conf, clock) as agent:
             await asyncio.sleep(3)  # polling at 1970
             assert agent.outbox.stats()["held_for_clock"] >= 10
-            assert not [b for b in deduplicated_bodies(observer) if "e" in b]
+            assert not [b for b in observer.first_deliveries() if "e" in b]
             real = 1_767_225_600.0
             first_after_sync = agent.outbox.stats()["next_seq"]
             synced_at_mono = time.monotonic()
             clock.offset = real - synced_at_mono  # NTP steps the clock
             clock.ntp = True
             await observer.wait_for(lambda ms: any(
-                b.get("e") and b["ts"] > real + 2 for b in deduplicated_bodies(observer)),
+                b.get("e") and b["ts"] > real + 2 for b in observer.first_deliveries()),
                 timeout=15)
             clock.offset += 86400  # a day forwards
             await asyncio.sleep(2)
@@ -66,8 +66,8 @@ async def test_boot_at_1970_then_ntp_then_jumps(tmp_path: Path, building: tuple)
             assert agent.outbox.dropped == 0
     finally:
         broker.stop()
-    tm = [b for b in deduplicated_bodies(observer) if "e" in b]
-    assert all(b["ts"] >= PLAUSIBLE_AFTER for b in deduplicated_bodies(observer)), \
+    tm = [b for b in observer.first_deliveries() if "e" in b]
+    assert all(b["ts"] >= PLAUSIBLE_AFTER for b in observer.first_deliveries()), \
         "something was published with a 1970 timestamp"
     early = [b for b in tm if b["seq"] < first_after_sync]
     assert len(early) >= 10  # taken before the sync, corrected back to their real time
@@ -78,18 +78,9 @@ async def test_boot_at_1970_then_ntp_then_jumps(tmp_path: Path, building: tuple)
     later = [b for b in tm if b["seq"] > first_after_sync + 20]
     assert later and all("q" not in r or r["q"] == "bad" for r in later[-1]["e"])
     assert_contiguous(set(deduplicated(observer)))
-    assert not [b for b in deduplicated_bodies(observer) if b.get("type") == "buffer.overflow"]
-    tm_seqs = [b["seq"] for b in tm]
-    assert tm_seqs == sorted(tm_seqs)
-    assert any(b.get("type") == "clock.jump" for b in deduplicated_bodies(observer))
-
-
-def deduplicated_bodies(observer: object) -> list[dict]:
-    seen: dict[int, dict] = {}
-    for m in observer.messages:  # type: ignore[attr-defined]
-        if "seq" in m.body:
-            seen.setdefault(m.body["seq"], m.body)
-    return [seen[s] for s in sorted(seen)]
+    assert not [b for b in observer.first_deliveries() if b.get("type") == "buffer.overflow"]
+    assert_lanes_in_order(observer)
+    assert any(b.get("type") == "clock.jump" for b in observer.first_deliveries())
 
 
 def running_agent_with(conf: object, clock: PiClock):  # type: ignore[no-untyped-def]
