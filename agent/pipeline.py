@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from agent import senml
@@ -53,6 +53,19 @@ class Pipeline:
                                                       for d in config.devices}
         self.readings_accepted = 0
         self.clock_synced: Callable[[], bool] = lambda: True
+
+    def reconfigure(self, config: Config, engine: Engine | None, fresh: Iterable[str]) -> None:
+        """After a live config apply: devices in `fresh` (new or changed) start from nothing;
+        the others keep their latest readings and state; removed ones are forgotten."""
+        fresh = set(fresh)
+        self.config = config
+        self.engine = engine
+        self._normalizers = {d.id: Normalizer(d) for d in config.devices}
+        self.latest = {d.id: {} if d.id in fresh else self.latest.get(d.id, {})
+                       for d in config.devices}
+        self.device_states = {d.id: DeviceState.UNKNOWN if d.id in fresh else
+                              self.device_states.get(d.id, DeviceState.UNKNOWN)
+                              for d in config.devices}
 
     def values(self, device: DeviceConfig, values: list[PointValue], ts: float) -> None:
         readings = self._normalizers[device.id].readings(values, ts, synced=self.clock_synced())

@@ -16,17 +16,18 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
-from agent import __version__, control, health, registry, sdnotify, units
+from agent import __version__, control, health, sdnotify, units
 from agent.clock import Clock, SystemClock
 from agent.commands import CommandHandler
 from agent.config import Config
 from agent.driver import Driver
+from agent.field import Field
 from agent.outbox import Outbox
 from agent.pipeline import RULES_STATE_KEY, Pipeline
 from agent.poller import DevicePoller
+from agent.reconfigure import Plan
 from agent.timesync import TimeKeeper
 from agent.uplink import Uplink
 
@@ -60,8 +61,10 @@ class Agent:
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
         self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
         self.pipeline.clock_synced = self.timekeeper.synced
-        self.drivers: dict[str, Driver] = {}
-        self.pollers: dict[str, DevicePoller] = {}
+        self.field = Field(clock, self.pipeline.values, self.pipeline.device_state)
+        self.drivers: dict[str, Driver] = self.field.drivers  # read by health and commands
+        self.pollers: dict[str, DevicePoller] = self.field.pollers
+        self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
@@ -82,18 +85,30 @@ class Agent:
         self.pipeline.event({"type": "clock.jump", "delta": round(delta, 3),
                              "synced": self.timekeeper.synced()})
 
-    async def open_drivers(self, stack: AsyncExitStack) -> None:
-        for bus in self.config.buses:
-            cls = registry.load(registry.DRIVERS, bus.driver)
-            self.drivers[bus.id] = await stack.enter_async_context(cls(bus))
-        for bus in self.config.buses:
-            on_bus = [d for d in self.config.devices if d.bus == bus.id]
-            lock = asyncio.Lock()  # one transaction at a time per bus
-            for index, device in enumerate(on_bus):
-                self.pollers[device.id] = DevicePoller(
-                    device, self.drivers[bus.id], lock, clock=self.clock,
-                    stagger=device.poll * index / len(on_bus),
-                    on_values=self.pipeline.values, on_state=self.pipeline.device_state)
+    async def open_field(self) -> None:
+        await self.field.open_buses(self.config.buses)
+        self.field.add_pollers(self.config, (d.id for d in self.config.devices))
+
+    async def apply_config(self, new: Config, changes: Plan) -> None:
+        """Bring the running agent to `new` (no restart section changed), touching only the buses,
+        devices and rules `changes` names; then a new birth tells the backend."""
+        await self.field.stop_pollers(changes.stop_devices)
+        await self.field.close_buses(changes.close_buses)
+        if new.log_level != self.config.log_level:
+            logging.getLogger().setLevel(new.log_level.upper())
+        self.config = new
+        await self.field.open_buses(b for b in new.buses if b.id in changes.open_buses)
+        if changes.rules:
+            # Timers and alarms carry over through the exported state, as across a restart.
+            state = self.engine.export_state() if self.engine is not None else None
+            had_rules = self.engine is not None
+            self.engine = _rule_engine(new, state)
+            if self.engine is not None and not had_rules and self.group is not None:
+                self.group.create_task(self.tick_rules(), name="rules")
+        self.pipeline.reconfigure(new, self.engine, changes.start_devices)
+        self.field.add_pollers(new, changes.start_devices)
+        log.info("config %s applied live: %s", new.digest, changes.as_dict())
+        await self.uplink.rebirth()
 
     def birth(self) -> dict[str, Any]:
         return {
@@ -133,7 +148,7 @@ class Agent:
     async def tick_rules(self) -> None:
         """Time-driven alarms (on-delays, stale data, held states): wake when the engine says the
         next one is due, at most a second late so that new readings' deadlines are seen."""
-        while True:
+        while self.engine is not None:  # a config apply may remove every rule
             self.pipeline.tick()
             deadline = self.engine.next_deadline()
             now = self.clock.time()
@@ -173,8 +188,11 @@ def _semantic(point: Any) -> dict[str, Any]:
 
 
 def _rule_engine(config: Config, state: dict[str, Any] | None) -> Any:
-    if not config.rules:
+    raised = any(a.get("raised") for a in (state or {}).get("alarms", {}).values())
+    if not config.rules and not raised:
         return None
+    # Without rules but with raised alarms (their rules were removed), an engine still runs:
+    # it clears them, so the backend does not keep stale alarms.
     from rules.engine import RuleEngine  # noqa: PLC0415 - the rules package is optional at import
 
     engine = RuleEngine(config.rules, state)
@@ -191,28 +209,28 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
         log.warning("TLS is OFF for %s:%d (tls: false): lab brokers only", config.mqtt.host,
                     config.mqtt.port)
     try:
-        async with AsyncExitStack() as stack:
-            await agent.open_drivers(stack)
-            if ready is not None:
-                ready(agent)
-            sdnotify.ready(f"running: {len(agent.pollers)} devices, session {agent.session}")
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(agent.stop_on(shutdown_trigger), name="shutdown")
-                    tg.create_task(agent.uplink.run(), name="uplink")
-                    tg.create_task(agent.outbox.commit_periodically(), name="commit")
-                    tg.create_task(agent.timekeeper.watch(agent.outbox.clock_synced,
-                                                          agent.clock_jumped), name="clock")
-                    tg.create_task(agent.publish_health(), name="health")
-                    tg.create_task(agent.commands.run(), name="commands")
-                    tg.create_task(control.serve(agent), name="control")
-                    tg.create_task(sdnotify.watchdog(), name="watchdog")
-                    if agent.engine is not None:
-                        tg.create_task(agent.tick_rules(), name="rules")
-                    for device_id, poller in agent.pollers.items():
-                        tg.create_task(poller.run(), name=f"poll:{device_id}")
-            except* Shutdown:
-                log.info("stopped (session %d)", agent.session)
+        await agent.open_field()
+        if ready is not None:
+            ready(agent)
+        sdnotify.ready(f"running: {len(agent.pollers)} devices, session {agent.session}")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                agent.group = tg
+                tg.create_task(agent.stop_on(shutdown_trigger), name="shutdown")
+                tg.create_task(agent.uplink.run(), name="uplink")
+                tg.create_task(agent.outbox.commit_periodically(), name="commit")
+                tg.create_task(agent.timekeeper.watch(agent.outbox.clock_synced,
+                                                      agent.clock_jumped), name="clock")
+                tg.create_task(agent.publish_health(), name="health")
+                tg.create_task(agent.commands.run(), name="commands")
+                tg.create_task(control.serve(agent), name="control")
+                tg.create_task(sdnotify.watchdog(), name="watchdog")
+                if agent.engine is not None:
+                    tg.create_task(agent.tick_rules(), name="rules")
+                agent.field.start(tg)
+        except* Shutdown:
+            log.info("stopped (session %d)", agent.session)
     finally:
+        await agent.field.close()
         agent.outbox.close()
     return agent.restart_requested.is_set()

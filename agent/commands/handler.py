@@ -33,7 +33,7 @@ from agent.clock import Clock
 from agent.commands import confirm, store
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
-from agent.commands.ops import OPERATIONS, Call, request_restart
+from agent.commands.ops import OPERATIONS, Call, reload_after_rollback, request_restart
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,13 @@ class CommandHandler:
     def probation_over(self) -> None:
         self._probation_over.set()
 
+    def begin_probation(self, record: confirm.Pending) -> None:
+        """A config apply now runs live: roll it back unless confirmed in time. (After an apply
+        by restart, `run` starts the same watch at the next start.)"""
+        self._probation_over = asyncio.Event()
+        if self.agent.group is not None:  # None: an agent built but not served (unit tests)
+            self.agent.group.create_task(self._probation(record), name="config-probation")
+
     async def run(self) -> None:
         """Supervisor task: report how the last config apply ended, and roll back the one in
         probation unless `config.confirm` comes before its deadline."""
@@ -224,7 +231,7 @@ class CommandHandler:
             return
         confirm.rollback(path, reason="not confirmed in time", now=self.clock.time())
         await self.report_outcome()
-        request_restart(self.agent, f"config {record.digest} not confirmed: rolled back")
+        await reload_after_rollback(self.agent, f"config {record.digest} not confirmed")
 
     async def report_outcome(self) -> None:
         final = self._flush_outcome()

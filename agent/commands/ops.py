@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from agent import config as config_mod
-from agent import health, logbuffer
+from agent import health, logbuffer, reconfigure
 from agent.commands import confirm
 from agent.commands.models import (AlarmAckArgs, Code, ConfigApplyArgs, CountArgs, DeviceArgs,
                                    LogGetArgs, LogLevelArgs, MaintenanceArgs, NoArgs, Outcome,
@@ -229,11 +229,32 @@ async def config_get(call: Call, args: NoArgs) -> Outcome:
                                                         "deadline": pending.deadline}})
 
 
+async def bring_to(agent: Any, new: Any, why: str) -> dict[str, Any]:
+    """Run `new`: live when only live sections changed (`agent.reconfigure`), else by a restart.
+    Raises what the live apply raised (a bus that cannot open): the caller decides what then."""
+    changes = reconfigure.plan(agent.config, new)
+    if changes.restart:
+        request_restart(agent, f"{why}; {', '.join(changes.restart)} changed")
+    else:
+        await agent.apply_config(new, changes)
+    return {"restart": bool(changes.restart), "changes": changes.as_dict()}
+
+
+async def reload_after_rollback(agent: Any, why: str) -> dict[str, Any]:
+    """The previous file is back in place: run it again, live when possible, else restart."""
+    try:
+        return await bring_to(agent, config_mod.load(agent.config.source), why)
+    except Exception:  # noqa: BLE001 - whatever failed, a restart on the restored file is safe
+        log.exception("live rollback failed: restarting on the restored file")
+        request_restart(agent, why)
+        return {"restart": True}
+
+
 @op("config.apply", ConfigApplyArgs, writes=True)
 async def config_apply(call: Call, args: ConfigApplyArgs) -> Outcome:
-    """Validate, keep the previous file, write atomically, restart; rolled back unless
-    `config.confirm` comes within `confirm_within` seconds. Answers `in_progress`; the outcome
-    follows on `cmd/res` and `evt`."""
+    """Validate, keep the previous file, write atomically, apply (live unless a restart section
+    changed); rolled back unless `config.confirm` comes within `confirm_within` seconds. Answers
+    `in_progress`; the outcome follows on `cmd/res` and `evt`."""
     agent = call.agent
     path = agent.config.source
     text = args.config if isinstance(args.config, str) else yaml.safe_dump(args.config,
@@ -252,10 +273,20 @@ async def config_apply(call: Call, args: ConfigApplyArgs) -> Outcome:
         return ok({"digest": new.digest, "changed": False})
     staged = confirm.stage(path, text, confirm_within=args.confirm_within, now=call.now,
                            cmd_id=call.cmd_id, by=call.by)
-    request_restart(agent, f"config {staged.digest} applied by command {call.cmd_id}")
+    why = f"config {staged.digest} applied by command {call.cmd_id}"
+    try:
+        applied = await bring_to(agent, new, why)
+    except Exception as exc:  # noqa: BLE001 - e.g. a new bus's port cannot be opened
+        log.exception("config %s could not be applied live", staged.digest)
+        confirm.rollback(path, reason=f"apply failed: {exc!r}", now=call.now)
+        await call.handler.report_outcome()
+        await reload_after_rollback(agent, f"config {staged.digest} failed to apply")
+        raise Problem(Code.FAILED, f"apply failed, previous config restored: {exc!r}") from None
+    if not applied["restart"]:
+        call.handler.begin_probation(staged)
     return Outcome(Status.IN_PROGRESS, Code.ACCEPTED,
                    {"digest": staged.digest, "prev_digest": staged.prev_digest,
-                    "confirm_before": round(staged.deadline, 3), "restart": True})
+                    "confirm_before": round(staged.deadline, 3), **applied})
 
 
 @op("config.confirm", writes=True)
@@ -275,14 +306,19 @@ async def config_confirm(call: Call, args: NoArgs) -> Outcome:
 
 @op("config.rollback", writes=True)
 async def config_rollback(call: Call, args: NoArgs) -> Outcome:
-    """Restore the previous config file and restart. Answers `in_progress`."""
+    """Restore the previous config file and run it (live when possible). Answers `succeeded`
+    when it runs already, `in_progress` when a restart brings it."""
     agent = call.agent
     path = agent.config.source
     if not confirm.has_previous(path):
         raise Problem(Code.CONFLICT, "there is no previous config to go back to")
     confirm.rollback(path, reason=f"config.rollback command {call.cmd_id}", now=call.now)
-    request_restart(agent, f"config rolled back by command {call.cmd_id}")
-    return Outcome(Status.IN_PROGRESS, Code.ACCEPTED, {"restart": True})
+    call.handler.probation_over()
+    await call.handler.report_outcome()
+    done = await reload_after_rollback(agent, f"config rolled back by command {call.cmd_id}")
+    if done["restart"]:
+        return Outcome(Status.IN_PROGRESS, Code.ACCEPTED, done)
+    return ok({"digest": agent.config.digest, **done})
 
 
 # -- alarms and maintenance ---------------------------------------------------------------------

@@ -33,8 +33,9 @@ async def send(handler: CommandHandler, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_text(tmp_path: Path, **change: Any) -> str:
+    """A config that changes a section applied by a restart (the broker session's)."""
     doc = config_doc(tmp_path)
-    doc["health"] = {"interval": "5m"}
+    doc["mqtt"]["reconnect_max"] = "2s"
     doc.update(change)
     return yaml.safe_dump(doc, sort_keys=False)
 
