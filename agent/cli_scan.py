@@ -140,20 +140,14 @@ async def _scan_modbus(bus: Any, units: list[int], timeout: float,
 
 
 async def _identify(link: Any, unit: int, timeout: float) -> dict[str, str] | None:
-    """Basic device identification (FC 43 / MEI 14, objects 0-2), None when not offered.
-
-    ModbusLink has no method for it yet, so this reaches its client and transaction helper."""
+    """Basic device identification (FC 43 / MEI 14, objects 0-2), None when not offered."""
     from agent.errors import DeviceUnavailable  # noqa: PLC0415
     from drivers.modbus.link import Refused  # noqa: PLC0415
 
-    client = link._client  # noqa: SLF001 - see the docstring
     try:
-        answer = await link._transact(  # noqa: SLF001
-            lambda: client.read_device_information(read_code=1, object_id=0, device_id=unit),
-            unit, timeout)
+        info = await link.identify(unit, timeout)
     except (Refused, DeviceUnavailable):
         return None
-    info = getattr(answer, "information", {}) or {}
     names = {0: "vendor", 1: "product", 2: "revision"}
     ident = {names[k]: _text(v) for k, v in info.items() if k in names}
     return ident or None

@@ -240,12 +240,12 @@ async def device_read(agent: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Every point of one device in one poll, under the bus lock (point.read polls once per
     point: N polls for a meter read in full)."""
     from agent.commands.models import Code, Problem  # noqa: PLC0415
-    from agent.commands.ops import _device, fresh_readings  # noqa: PLC0415
+    from agent.commands.ops import device_named, fresh_readings  # noqa: PLC0415
 
     dev = args.get("dev")
     if not isinstance(dev, str):
         raise Problem(Code.BAD_REQUEST, "args.dev: the device id")
-    device = _device(agent, dev)
+    device = device_named(agent, dev)
     readings = await fresh_readings(agent, device)
     ts = readings[0].ts if readings else agent.clock.time()
     return {"dev": device.id, "ts": round(ts, 3),

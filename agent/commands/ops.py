@@ -76,7 +76,7 @@ def op(name: str, args: type[BaseModel] = NoArgs, *, writes: bool = False
 
 # -- helpers ----------------------------------------------------------------------------------
 
-def _device(agent: Any, dev: str) -> DeviceConfig:
+def device_named(agent: Any, dev: str) -> DeviceConfig:
     for device in agent.config.devices:
         if device.id == dev:
             return device
@@ -157,7 +157,7 @@ async def agent_restart(call: Call, args: NoArgs) -> Outcome:
 async def point_read(call: Call, args: PointArgs) -> Outcome:
     """A fresh read from the device: value `v`, SenML unit `u`, quality `q`, time `ts`."""
     agent = call.agent
-    device = _device(agent, args.dev)
+    device = device_named(agent, args.dev)
     point = _point(device, args.n)
     reading = next((r for r in await fresh_readings(agent, device) if r.name == point.name), None)
     if reading is None:
@@ -189,7 +189,7 @@ async def point_write(call: Call, args: WriteArgs) -> Outcome:
     """Write `v` (in the unit the config declares) to a point declared writable, within its
     min/max."""
     agent = call.agent
-    device = _device(agent, args.dev)
+    device = device_named(agent, args.dev)
     point = _point(device, args.n)
     _check_value(device, point, args.v)
     poller = _poller(agent, device.id)
@@ -211,7 +211,7 @@ async def point_write(call: Call, args: WriteArgs) -> Outcome:
 @op("poll.now", DeviceArgs)
 async def poll_now(call: Call, args: DeviceArgs) -> Outcome:
     """Poll the device now instead of at its next tick. Answers `accepted`."""
-    device = _device(call.agent, args.dev)
+    device = device_named(call.agent, args.dev)
     _poller(call.agent, device.id).poll_now()
     return Outcome(Status.ACCEPTED, Code.ACCEPTED, {"dev": device.id})
 
@@ -351,7 +351,7 @@ async def maintenance_set(call: Call, args: MaintenanceArgs) -> Outcome:
     """Put a device in maintenance until `until` (epoch seconds; null ends it): its alarms are
     suppressed by the rule engine and an `evt` tells the backend."""
     agent = call.agent
-    device = _device(agent, args.dev)
+    device = device_named(agent, args.dev)
     if args.until is not None and args.until <= call.now:
         raise Problem(Code.UNPROCESSABLE, "until is in the past; send null to end a maintenance")
     applied = 0

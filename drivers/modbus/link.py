@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -114,6 +115,14 @@ class ModbusLink:
             self.stats.garbage += 1
             raise DeviceUnavailable(f"unit {unit} answered {len(values)} values for {count}")
         return values[:count]  # bit answers are padded to whole bytes
+
+    async def identify(self, unit: int, timeout: float) -> dict[int, Any]:
+        """Basic device identification (FC 43 / MEI 14, read code 1): object id -> raw value;
+        raises Refused when the device does not offer it."""
+        answer = await self._transact(
+            lambda: self._client.read_device_information(read_code=1, object_id=0,
+                                                         device_id=unit), unit, timeout)
+        return dict(getattr(answer, "information", {}) or {})
 
     async def write_coil(self, address: int, state: bool, unit: int, timeout: float) -> None:
         await self._transact(lambda: self._client.write_coil(address, state, device_id=unit),
