@@ -58,6 +58,12 @@ class Pipeline:
         """After a live config apply: devices in `fresh` (new or changed) start from nothing;
         the others keep their latest readings and state; removed ones are forgotten."""
         fresh = set(fresh)
+        now = self.clock()
+        for gone in {d.id for d in self.config.devices} - {d.id for d in config.devices}:
+            # The retained state would say "ok" forever: Haystack's `disabled` says it is gone.
+            self.outbox.enqueue(f"dev/{gone}/state", {"state": "disabled", "since": round(now, 3),
+                                                      "reason": "removed from the configuration"},
+                                prio=PRIO_EVENT, sess=self.session, retain=True, ts=now)
         self.config = config
         self.engine = engine
         self._normalizers = {d.id: Normalizer(d) for d in config.devices}

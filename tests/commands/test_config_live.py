@@ -161,6 +161,8 @@ async def test_an_unconfirmed_live_apply_comes_back_live(
         applied = await bring_to(agent, load(path), "test")
         agent.commands.begin_probation(staged)
         assert applied["restart"] is False and "vmc-b" not in agent.pollers
+        await observer.wait_for(lambda ms: any(  # the removed device's retained state says so
+            m.topic == f"{ROOT}/dev/vmc-b/state" and m.body["state"] == "disabled" for m in ms))
         await observer.wait_for(lambda ms: any(
             m.topic.endswith("/evt") and m.body.get("type") == "config.rolled_back" for m in ms))
         async with asyncio.timeout(5):
