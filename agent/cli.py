@@ -60,7 +60,7 @@ def run(config_path: Path) -> None:
     """
     import time  # noqa: PLC0415
 
-    from agent import logs, supervisor  # noqa: PLC0415
+    from agent import logs, supervisor, update_trial  # noqa: PLC0415
     from agent.commands import confirm  # noqa: PLC0415
 
     logs.setup("info")
@@ -69,6 +69,13 @@ def run(config_path: Path) -> None:
         click.echo(line, err=True)
     config = load_or_exit(config_path)
     logs.setup(config.log_level)
+    # An agent update on trial past its deadline goes back to the previous release here, in the
+    # built-in agent; then the release in force takes this process over (exec: same PID).
+    releases = config.update.releases
+    if line := update_trial.check_at_start(releases, now=time.time()):
+        click.echo(line, err=True)
+    if line := update_trial.enter_current(releases, ["run", "--config", str(config_path)]):
+        click.echo(line, err=True)
     if asyncio.run(_run_until_signal(config, supervisor)):
         click.echo("restart requested by a command; exiting for the service manager to restart",
                    err=True)

@@ -19,7 +19,7 @@ from agent import registry
 from agent.commands.models import CommandsConfig
 from agent.config_models import (BufferConfig, BusConfig, ControlConfig, DeviceConfig,
                                  GatewayConfig, HealthConfig, MqttConfig, PointConfig, RuleConfig,
-                                 Strict)
+                                 Strict, UpdateConfig)
 from agent.errors import ConfigError
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 
@@ -35,6 +35,7 @@ class FileModel(Strict):
     rules: list[dict[str, Any]] = Field(default_factory=list)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    update: UpdateConfig = Field(default_factory=UpdateConfig)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Config:
     rules: list[RuleConfig] = field(default_factory=list)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
     @property
     def root(self) -> str:
@@ -148,7 +150,7 @@ def parse(text: str, source: str = "<config>") -> Config:
                   gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
                   log_level=top.log_level, buses=list(buses.values()), devices=devices,
                   rules=[rule for _, rule in rules], commands=top.commands,
-                  control=top.control)
+                  control=top.control, update=top.update)
 
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:

@@ -91,6 +91,19 @@ class ControlConfig(Strict):
                                      "(mode 0660, group batigate when it exists)")
 
 
+class UpdateConfig(Strict):
+    """The `update:` section: agent updates by command (`update.install`, images/README.md)."""
+
+    public_key: Path | None = Field(
+        None, description="Ed25519 release public key (PEM or base64 raw) that signs bundles; "
+                          "without it update.install is refused")
+    releases: Path = Field(Path("/var/lib/batigate/releases"),
+                           description="release venvs, the current/previous links, the trial")
+    health_within: Duration = Field(600.0, ge=30, description="the new release must reach the "
+                                    "broker and publish its birth within this, or is rolled back")
+    max_mb: float = Field(200, gt=0, description="a larger bundle is refused before download")
+
+
 class BusConfig(Strict):
     id: Ident
     driver: str

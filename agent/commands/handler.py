@@ -33,6 +33,7 @@ from agent.clock import Clock
 from agent.commands import confirm, store
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
+from agent.commands import update_ops
 from agent.commands.ops import OPERATIONS, Call, reload_after_rollback, request_restart
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ class CommandHandler:
             request_restart(self.agent, "stale config apply rolled back")
             record = None
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(update_ops.watch(self), name="update-trial")
             if final is not None:
                 tg.create_task(self._publish_when_connected(final))
             if record is not None:

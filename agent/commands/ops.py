@@ -417,5 +417,7 @@ async def audit_get(call: Call, args: CountArgs) -> Outcome:
 
 
 # The gateway-identity operations (cert.renew, cert.install, cert.rollback) live with the rest of
-# the identity code; importing them registers them in OPERATIONS above.
+# the identity code, the agent update (update.install) in its own module; importing them
+# registers them in OPERATIONS above.
 from provisioning import ops as _provisioning_ops  # noqa: E402, F401
+from agent.commands import update_ops as _update_ops  # noqa: E402, F401
