@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent import config as config_mod
-from agent.commands.confirm import write_atomic
+from agent.durable import write_atomic
 from agent.errors import ConfigError
 
 CONFIG_NAME = "gateway.yaml"
@@ -179,23 +179,8 @@ def _reject(layout: Layout, dropped: Path, problems: list[str]) -> None:
 
 
 def _place(layout: Layout, target: Path, data: bytes, *, mode: int) -> None:
-    # Created with its final mode and owner before the rename: a key is never readable by others,
-    # not even for an instant.
-    tmp = target.with_name(target.name + ".firstboot")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), mode)
-        if layout.uid is not None:
-            os.fchown(handle.fileno(), layout.uid, layout.gid if layout.gid is not None else -1)
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    owner = None if layout.uid is None else (layout.uid, -1 if layout.gid is None else layout.gid)
+    write_atomic(target, data, mode, owner=owner)
 
 
 def _ensure_key(layout: Layout, outcome: Outcome, say: Callable[[str], None]) -> None:

@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import __version__
+from agent.durable import fsync_dir
 
 STALL = 60.0  # a download that receives nothing for this long is abandoned
 STEP_TIMEOUT = 900.0  # venv creation, pip install: a Pi 3 on an SD card is slow, not that slow
@@ -237,15 +238,7 @@ def set_link(link: Path, text: str) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(text, tmp)
     os.replace(tmp, link)
-    _fsync_dir(link.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(link.parent)
 
 
 def in_force(releases: Path, running: Path) -> str:

@@ -14,7 +14,7 @@ Two places act on a trial:
 - `agent/commands/update_ops.watch`, in the running agent: it confirms the trial once the broker
   took its birth, rolls back at the deadline, and reports the outcome on `cmd/res` and `evt`.
 
-Files are written like config applies (`confirm.write_atomic`: temp + fsync + rename), and the
+Files are written like config applies (`durable.write_atomic`: temp + fsync + rename), and the
 trial note is written before the switch, so a power cut at any step ends in a rollback at most.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.commands.confirm import write_atomic
+from agent.durable import write_atomic
 from agent.update import set_link
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ Installing keeps the previous certificate and key as `*.prev`, replaces files wi
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from agent.durable import write_atomic
 from provisioning import keys
 
 CERT_MODE = 0o644  # public; the key stays 0600
@@ -135,7 +135,7 @@ def install(chain: list[x509.Certificate], cert_path: Path, key_path: Path, *,
     if new_key and key_path.exists():
         _copy(key_path, prev_path(key_path), keys.KEY_MODE)
     try:
-        _write_atomic(cert_path, pem, CERT_MODE)
+        write_atomic(cert_path, pem, CERT_MODE)
         if new_key:
             os.replace(pending, key_path)
     except OSError:
@@ -155,18 +155,6 @@ def rollback(cert_path: Path, key_path: Path, *, key_too: bool = True) -> bool:
     return True
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def _copy(source: Path, target: Path, mode: int) -> None:
     # Created with its final mode: a key copy is never readable by others, even for a moment.
-    _write_atomic(target, source.read_bytes(), mode)
+    write_atomic(target, source.read_bytes(), mode)

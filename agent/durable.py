@@ -1,0 +1,37 @@
+"""Files that survive a power cut whole: the old content or the new one, never half of either.
+
+A gateway loses power without warning; its config, certificates, release links and the notes of
+a pending apply or update are all written this way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o640, *,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Temp file created with its final mode and owner (a key is never readable by others, even
+    for a moment), fsync, rename over `path`, fsync of the directory so the rename itself is
+    durable. `owner` is (uid, gid), -1 keeping either."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), mode)  # the umask may have taken bits off
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
