@@ -85,9 +85,9 @@ class ModbusDriver:
                 if exc.code in GATEWAY_NO_DEVICE and not answered:
                     raise DeviceUnavailable(f"{device.id}: gateway reports {exc}") from None
                 answered = True
-                if exc.code == ILLEGAL_ADDRESS and len(block.needs) > 1:
+                if exc.code == ILLEGAL_ADDRESS and len(split(block)) > 1:
                     queue[:0] = self._split(device, block)  # read the pieces right away
-                else:
+                else:  # a single register (bits of one word included) refused: those are bad
                     self._mark_bad(device, block, results)
                 continue
             answered = True

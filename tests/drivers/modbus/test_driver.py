@@ -220,6 +220,20 @@ async def test_refused_bridged_read_is_split_and_remembered() -> None:
         assert server.total == 5  # the split is kept: no refused read any more
 
 
+async def test_a_refused_status_word_marks_its_bits_bad_and_the_poll_ends() -> None:
+    # Several bit points of one register the device does not have (a profile for a variant with
+    # a shorter map): splitting cannot help. Before the fix this re-sent the read forever.
+    sim = SimDevice(id=1, simdata=[regs(0, [7])])
+    dev = device([{"name": "ok", "register": "holding:0"},
+                  {"name": "b0", "register": "holding:5", "type": "bool", "bit": 0},
+                  {"name": "b1", "register": "holding:5", "type": "bool", "bit": 1}])
+    async with serving([sim]) as server, driver_for(server) as driver:
+        values = await asyncio.wait_for(driver.poll(dev), 5)
+        assert [(v.value, v.quality) for v in values] == [
+            (7, Quality.GOOD), (None, Quality.BAD), (None, Quality.BAD)]
+        assert server.total <= 3  # the bridged read, then the two pieces; never a loop
+
+
 async def test_silent_device_is_unavailable_after_one_timeout() -> None:
     dev = device(cluster_points())
     sim = SimDevice(id=1, simdata=[regs(0, [0] * 120)])
