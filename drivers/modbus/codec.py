@@ -32,10 +32,11 @@ def decode_bit(point: ModbusPointConfig, bit: bool) -> bool:
 
 def decode(point: ModbusPointConfig, words: Sequence[int]) -> Value:
     """Turn the `point.span` registers read for `point` into its engineering value."""
+    raw = words[0] if point.type == "bool" else _unpack(point, words)
+    if raw == point.not_available:
+        raise DecodeError(f"{point.name}: the device says not available ({raw})")
     if point.type == "bool":
-        word = words[0]
-        return bool(word >> point.bit & 1) if point.bit is not None else word != 0
-    raw = _unpack(point, words)
+        return bool(raw >> point.bit & 1) if point.bit is not None else raw != 0
     if point.type == "float32":
         if not math.isfinite(raw):
             raise DecodeError(f"{point.name}: float32 registers hold {raw}")

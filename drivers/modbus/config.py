@@ -148,6 +148,10 @@ with warnings.catch_warnings():
         word_order: Literal["big", "little"] = "big"
         scale: float = 1.0
         offset: float = 0.0
+        not_available: int | None = Field(
+            None, description="the raw value the device sends for 'no value' (Grundfos 65535 = "
+            "0xFFFF; -32768 = 0x8000 for an int16): read as quality bad, never as a number. For a "
+            "bit point, the whole register is compared")
 
         @model_validator(mode="before")
         @classmethod
@@ -180,6 +184,10 @@ with warnings.catch_warnings():
                                  "last one")
             if self.scale == 0:
                 raise ValueError("scale must not be 0")
+            if self.not_available is not None and (table in BIT_TABLES
+                                                   or self.type == "float32"):
+                raise ValueError("not_available applies to integer registers (and bits of one), "
+                                 f"not to {table if table in BIT_TABLES else 'float32'}")
             if self.writable and table not in WRITABLE_TABLES:
                 raise ValueError(f"{table} are read-only in Modbus; only coils and holding "
                                  "registers can be writable")

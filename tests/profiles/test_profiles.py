@@ -55,7 +55,7 @@ def load_devices(tmp_path: Path, devices_yaml: str) -> config.Config:
 def test_the_shipped_profiles() -> None:
     assert set(profiles.installed()) >= {
         "vmc-caisson", "relevage-pump", "lift-box", "door-contact", "water-meter", "heat-meter",
-        "caladair-ecoblue", "wilo-control-ec-l"}
+        "caladair-ecoblue", "wilo-control-ec-l", "grundfos-ciu-200"}
 
 
 @pytest.mark.parametrize("name", profiles.installed())

@@ -234,6 +234,19 @@ async def test_a_refused_status_word_marks_its_bits_bad_and_the_poll_ends() -> N
         assert server.total <= 3  # the bridged read, then the two pieces; never a loop
 
 
+async def test_not_available_values_read_bad() -> None:
+    sim = SimDevice(id=1, simdata=[regs(0, [0x8000, 0x8001, 0xFFFF, 0xFFFF])])
+    dev = device([
+        {"name": "temp", "register": "holding:0", "type": "int16", "not_available": -32768},
+        {"name": "near", "register": "holding:1", "type": "int16", "not_available": -32768},
+        {"name": "count", "register": "holding:2", "type": "uint32", "not_available": 0xFFFFFFFF},
+    ])
+    async with serving([sim]) as server, driver_for(server) as driver:
+        values = await driver.poll(dev)
+    assert [(v.value, v.quality) for v in values] == [
+        (None, Quality.BAD), (-32767, Quality.GOOD), (None, Quality.BAD)]
+
+
 async def test_silent_device_is_unavailable_after_one_timeout() -> None:
     dev = device(cluster_points())
     sim = SimDevice(id=1, simdata=[regs(0, [0] * 120)])
@@ -383,6 +396,9 @@ async def test_write_to_absent_device_is_unavailable() -> None:
     ({"register": "holding:1", "type": "uint16", "bit": 3}, "bit: picks one bit"),
     ({"register": "holding:1", "type": "bool", "bit": 16}, "less than or equal to 15"),
     ({"register": "holding:65535", "type": "int32"}, "int32 needs two registers"),
+    ({"register": "holding:1", "type": "float32", "not_available": 0},
+     "not_available applies to integer registers"),
+    ({"register": "coils:1", "not_available": 1}, "not to coils"),
     ({"register": "holding:1", "word_order": "little"}, "word_order applies to 32-bit types"),
     ({"register": "holding:1", "scale": 0}, "scale must not be 0"),
     ({"register": "coils:1", "scale": 2}, "scale and offset do not apply to a bool"),
