@@ -27,6 +27,7 @@ from agent.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
+COMMANDS_AT_ONCE = 4  # commands carried out together; more wait (see _serve_commands)
 WINDOW = 32  # QoS 1 publishes in flight at once: a slow link drains a backlog WINDOW times faster
 CommandHandler = Callable[[bytes], Awaitable[dict[str, Any] | None]]
 
@@ -153,7 +154,7 @@ class Uplink:
                 async with asyncio.TaskGroup() as tg:  # scoped to this one connection
                     if self.commands is not None:
                         await client.subscribe(f"{self.root}/cmd/req", qos=1)
-                        tg.create_task(self._serve_commands(client), name="commands")
+                        tg.create_task(self._serve_commands(client, tg), name="commands")
                     tg.create_task(self._drain(client), name="drain")
             except* aiomqtt.MqttError as lost:
                 raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
@@ -257,14 +258,25 @@ class Uplink:
             else:
                 refusals = 0
 
-    async def _serve_commands(self, client: _Client) -> None:
+    async def _serve_commands(self, client: _Client, tg: asyncio.TaskGroup) -> None:
+        """Each command runs in a task of the connection's group, so a long one (an update
+        install, a read from a slow meter) never holds up a `ping` or an `alarm.ack`; at most
+        COMMANDS_AT_ONCE run together, then the next waits for a free slot."""
         assert self.commands is not None
+        slots = asyncio.Semaphore(COMMANDS_AT_ONCE)
         async for message in client.messages:
+            await slots.acquire()
+            tg.create_task(self._answer(client, message, slots), name="command")
+
+    async def _answer(self, client: _Client, message: aiomqtt.Message,
+                      slots: asyncio.Semaphore) -> None:
+        assert self.commands is not None
+        try:
             payload = message.payload if isinstance(message.payload, bytes) else str(
                 message.payload).encode()
             response = await self.commands(payload)
             if response is None:
-                continue
+                return
             props = message.properties
             topic = f"{self.root}/cmd/res"
             reply_props = None
@@ -279,6 +291,8 @@ class Uplink:
                             "%s", wanted[:200], topic)
             await client.publish(topic, senml.encode(response, "json"), qos=1,
                                  properties=reply_props)
+        finally:
+            slots.release()
 
 
 def _publishable(topic: str) -> bool:

@@ -119,3 +119,29 @@ async def test_garbage_and_floods_never_stall_polling_nor_kill_the_agent(
         assert poller.stats.polls >= polls_before + 3, (polls_before, poller.stats)
         assert (await peer.ask(req("ping")))["status"] == "succeeded"
         assert agent.uplink.connected.is_set()
+
+
+async def test_a_slow_command_does_not_hold_up_the_others(
+        tmp_path: Path, broker: Mosquitto, building: tuple) -> None:
+    """A fresh read from a device that does not answer takes its whole timeout (3 s here); a
+    `ping` sent after it is answered first, at once."""
+    sim, modbus_port = building
+    sim.set_silent(3, True)
+    devices = [{"id": "vmc-a", "bus": "lan", "address": 1, "poll": "300ms", "timeout": "300ms",
+                "points": DEMO_POINTS[1]},
+               {"id": "vmc-b", "bus": "lan", "address": 3, "poll": "1h", "timeout": "3s",
+                "points": DEMO_POINTS[3]}]
+    config = load(write_config(tmp_path, broker_port=broker.port, modbus_port=modbus_port,
+                               devices=devices))
+    async with agent_with_commands(config), backend(broker.port) as peer:
+        await peer.ask(req("ping"))  # subscribed
+        slow, quick = req("point.read", {"dev": "vmc-b", "n": "fan_speed"}), req("ping")
+        await peer.send(json.dumps(slow).encode())
+        await asyncio.sleep(0.2)  # the read is on the bus
+        sent = time.monotonic()
+        await peer.send(json.dumps(quick).encode())
+        await peer.wait_for(quick["id"], timeout=2)
+        assert time.monotonic() - sent < 1.0
+        assert not [a for a in peer.answers if a[1].get("id") == slow["id"]]  # still reading
+        (_, answer, _), = await peer.wait_for(slow["id"], timeout=10)
+        assert answer["code"] == 503, answer  # and it does end, with the device's absence
