@@ -58,9 +58,12 @@ async def local_broker(workdir: Path) -> AsyncIterator[tuple[int, str]]:
     if binary:
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # Its own session: Ctrl-C signals the terminal's whole process group, and the broker must
+        # outlive the agent's clean stop (drain, offline state); it is stopped last, below.
         proc = await asyncio.create_subprocess_exec(binary, "-c", str(conf),
                                                     stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
+                                                    stderr=asyncio.subprocess.DEVNULL,
+                                                    start_new_session=True)
         try:
             await _wait_port(port)
             console.print(f"[dim]broker: {binary} on 127.0.0.1:{port} (MQTT 5)[/]")
