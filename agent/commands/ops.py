@@ -230,7 +230,7 @@ async def config_get(call: Call, args: NoArgs) -> Outcome:
 
 
 async def bring_to(agent: Any, new: Any, why: str) -> dict[str, Any]:
-    """Run `new`: live when only live sections changed (`agent.reconfigure`), else by a restart.
+    """Run `new`: live when only live sections changed (`Agent.apply_config`), else by a restart.
     Raises what the live apply raised (a bus that cannot open): the caller decides what then."""
     changes = reconfigure.plan(agent.config, new)
     if changes.restart:
