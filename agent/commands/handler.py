@@ -213,7 +213,7 @@ class CommandHandler:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(update_ops.watch(self), name="update-trial")
             if final is not None:
-                tg.create_task(self._publish_when_connected(final))
+                tg.create_task(self.publish_when_connected(final))
             if record is not None:
                 tg.create_task(self._probation(record))
 
@@ -240,9 +240,21 @@ class CommandHandler:
         if final is not None and self.agent.uplink.connected.is_set():
             await self.agent.uplink.publish_direct("cmd/res", final, qos=1)
 
-    async def _publish_when_connected(self, final: dict[str, Any]) -> None:
+    async def publish_when_connected(self, final: dict[str, Any]) -> None:
         await self.agent.uplink.connected.wait()
         await self.agent.uplink.publish_direct("cmd/res", final, qos=1)
+
+    def settle(self, outcome: dict[str, Any], *, op: str, succeeded: bool,
+               result: dict[str, Any]) -> dict[str, Any]:
+        """The end of a command that outlived its first answer (a config apply, an agent update,
+        a certificate on trial): `outcome` goes on `evt` (committed at once), and becomes the
+        command's final answer, cached so that a replay gets it. Returns it for `cmd/res`."""
+        self.agent.pipeline.event(outcome)
+        final = answer(outcome["cmd"], Outcome(Status.SUCCEEDED, Code.OK, result) if succeeded
+                       else Problem(Code.FAILED, f"rolled back: {outcome.get('reason', '?')}",
+                                    result), op=op, ts=self.clock.time())
+        self.cache.update(outcome["cmd"], final)
+        return final
 
     def _flush_outcome(self) -> dict[str, Any] | None:
         """Turn the outcome file into a durable `evt` and the final cached answer of the apply."""
@@ -250,14 +262,11 @@ class CommandHandler:
         outcome = confirm.take_outcome(path)
         if outcome is None:
             return None
-        self.agent.pipeline.event(outcome)  # committed before it returns
         confirmed = outcome["type"] == "config.confirmed"
-        problem_or_ok: Outcome | Problem = (
-            Outcome(Status.SUCCEEDED, Code.OK, {"digest": outcome["digest"]}) if confirmed
-            else Problem(Code.FAILED, f"rolled back: {outcome.get('reason', '?')}",
-                         {"digest": outcome["digest"], "prev_digest": outcome["prev_digest"]}))
-        final = answer(outcome["cmd"], problem_or_ok, op="config.apply", ts=self.clock.time())
-        self.cache.update(outcome["cmd"], final)
+        result = {"digest": outcome["digest"]}
+        if not confirmed:
+            result["prev_digest"] = outcome["prev_digest"]
+        final = self.settle(outcome, op="config.apply", succeeded=confirmed, result=result)
         confirm.forget_outcome(path)
         return final
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from agent import signing, update, update_trial
-from agent.commands.models import Code, Outcome, Problem, Status, _Args, answer, ok
+from agent.commands.models import Code, Outcome, Problem, Status, _Args, ok
 from agent.commands.ops import Call, op, request_restart
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ async def watch(handler: Any, *, running: str | None = None) -> None:
     running = running or running_version()
     async with asyncio.TaskGroup() as tg:
         if (final := _flush_outcome(handler)) is not None:
-            tg.create_task(_publish_when_connected(agent, final))
+            tg.create_task(handler.publish_when_connected(final))
         trial = update_trial.pending(releases)
         if trial is None:
             return
@@ -159,7 +159,7 @@ async def watch(handler: Any, *, running: str | None = None) -> None:
             update_trial.rollback(releases, now=handler.clock.time(),
                                   reason=f"the agent started is {running}, not {trial.version}")
             if (final := _flush_outcome(handler)) is not None:
-                tg.create_task(_publish_when_connected(agent, final))
+                tg.create_task(handler.publish_when_connected(final))
             return
         delay = max(0.0, trial.deadline - handler.clock.time())
         log.warning("agent %s on trial: it must reach the broker within %.0fs", running, delay)
@@ -186,23 +186,15 @@ async def _end(handler: Any, trial: update_trial.Trial | None) -> None:
     request_restart(handler.agent, f"agent update {trial.version} rolled back")
 
 
-async def _publish_when_connected(agent: Any, final: dict[str, Any]) -> None:
-    await agent.uplink.connected.wait()
-    await agent.uplink.publish_direct("cmd/res", final, qos=1)
-
-
 def _flush_outcome(handler: Any) -> dict[str, Any] | None:
     """The outcome file becomes a durable `evt` and the final cached answer of update.install."""
     releases = handler.agent.config.update.releases
     outcome = update_trial.take_outcome(releases)
     if outcome is None:
         return None
-    handler.agent.pipeline.event(outcome)  # committed before it returns
-    result = {"version": outcome["version"], "previous": outcome["previous"]}
-    final_outcome: Outcome | Problem = (
-        ok(result) if outcome["type"] == "update.succeeded"
-        else Problem(Code.FAILED, f"rolled back: {outcome.get('reason', '?')}", result))
-    final = answer(outcome["cmd"], final_outcome, op="update.install", ts=handler.clock.time())
-    handler.cache.update(outcome["cmd"], final)
+    final = handler.settle(outcome, op="update.install",
+                           succeeded=outcome["type"] == "update.succeeded",
+                           result={"version": outcome["version"],
+                                   "previous": outcome["previous"]})
     update_trial.forget_outcome(releases)
     return final
