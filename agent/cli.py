@@ -62,6 +62,7 @@ def run(config_path: Path) -> None:
 
     from agent import logs, supervisor, update_trial  # noqa: PLC0415
     from agent.commands import confirm  # noqa: PLC0415
+    from provisioning import cert_trial  # noqa: PLC0415
 
     logs.setup("info")
     # A config.apply that was never confirmed (the agent crashed on the new file) rolls back here.
@@ -73,6 +74,11 @@ def run(config_path: Path) -> None:
     # built-in agent; then the release in force takes this process over (exec: same PID).
     releases = config.update.releases
     if line := update_trial.check_at_start(releases, now=time.time()):
+        click.echo(line, err=True)
+    # A rotated client certificate that never reached the broker in time: the previous pair.
+    tls = config.mqtt.tls
+    if tls is not None and tls.cert is not None and tls.key is not None and (
+            line := cert_trial.check_at_start(Path(tls.cert), Path(tls.key), now=time.time())):
         click.echo(line, err=True)
     if line := update_trial.enter_current(releases, ["run", "--config", str(config_path)]):
         click.echo(line, err=True)

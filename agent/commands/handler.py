@@ -30,11 +30,11 @@ from pydantic import ValidationError
 from agent import logbuffer, signing
 from agent.audit import AuditTrail
 from agent.clock import Clock
-from agent.commands import confirm, store
+from agent.commands import confirm, store, update_ops
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
-from agent.commands import update_ops
 from agent.commands.ops import OPERATIONS, Call, reload_after_rollback, request_restart
+from provisioning import ops as provisioning_ops
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ class CommandHandler:
             record = None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(update_ops.watch(self), name="update-trial")
+            tg.create_task(provisioning_ops.watch(self), name="cert-trial")
             if final is not None:
                 tg.create_task(self.publish_when_connected(final))
             if record is not None:

@@ -28,6 +28,7 @@ from tests.agent.test_update import Files, bundle, fake_release, files, release_
 from tests.broker import Mosquitto
 from tests.commands.conftest import GATEWAY, config_doc, request
 from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend
+from tests.integration.test_schemas import assert_valid
 from tests.observer import observing
 
 __all__ = ["files"]  # the fixture, imported so that pytest finds it here
@@ -226,6 +227,8 @@ async def test_over_mqtt_the_new_release_confirms_itself_and_the_answer_becomes_
             assert replay["result"] == {"version": "9.9.9", "previous": sys.prefix}
         await observer.wait_for(lambda ms: any(m.body.get("type") == "update.succeeded" and
                                                m.body["cmd"] == body["id"] for m in ms))
+    event = next(m.body for m in observer.messages if m.body.get("type") == "update.succeeded")
+    assert_valid("evt.json", event)
 
 
 async def test_a_release_that_never_reaches_the_broker_is_rolled_back_and_reported_later(

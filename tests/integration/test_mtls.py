@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from agent.cli import main
 from agent.config import Config
 from provisioning import labca
 from tests.cli.helpers import short_socket
+from tests.integration.test_schemas import assert_valid
 from tests.provisioning.pki import (BACKEND, NAMESPACE, SITE, Pki, TlsMosquitto, pki,  # noqa: F401
                                     tls_broker)
 
@@ -232,6 +234,13 @@ async def test_rotation_by_command_and_secrets_stay_secret(
         assert new_serial != old_serial and f"{new_serial:x}" == installed["result"]["serial"]
         async with agent_running(config_mod.load(path)) as (agent, _):
             await asyncio.wait_for(agent.uplink.connected.wait(), 10)  # the new identity works
+            # ...so its trial ends: the install's final answer and a `cert.confirmed` event
+            await wait_until(lambda: any(
+                b.get("id") == installed["id"] and b["status"] == "succeeded"
+                for t, b in answers if t.endswith("cmd/res") and isinstance(b, dict)))
+            assert any(isinstance(b, dict) and b.get("type") == "cert.confirmed"
+                       for t, b in answers if t.endswith("/evt"))
+            assert not cert.with_name(cert.name + ".trial").exists()
             health = await command(backend, "health")
             assert health["result"]["cert_days"] > 80
             back = await command(backend, "cert.rollback")
@@ -246,6 +255,71 @@ async def test_rotation_by_command_and_secrets_stay_secret(
     wire = json.dumps([b for _, b in answers], default=str)
     for secret in secrets:
         assert secret not in caplog.text and secret not in wire
+
+
+async def test_a_rotated_certificate_that_cannot_connect_is_rolled_back_by_itself(
+        tmp_path: Path, pki: Pki, tls_broker: TlsMosquitto) -> None:
+    """Proves: a certificate on trial that the broker refuses (here: signed by a foreign CA,
+    standing for what a probe cannot see) is replaced by the previous pair at the deadline, with
+    no command needed; the agent restarts, connects with the previous pair and reports the
+    install as failed, with a `cert.rolled_back` event."""
+    from provisioning import cert_trial, certs  # noqa: PLC0415
+
+    state = tmp_path / "state"
+    state.mkdir()
+    cert, key = pki.client("gw-t", folder=state)
+    good = cert.read_bytes()
+    path = gateway_config(tmp_path, pki, tls_broker.port, "gw-t", cert, key)
+    # The rotation as cert.install leaves it, but with a certificate the broker refuses.
+    pending = certs.pending_key_path(key)
+    new_key = labca.keys.generate(pending)
+    refused = pki.foreign.sign_csr(labca.keys.csr_pem(labca.keys.csr(new_key, "gw-t")))
+    certs.install([refused], cert, key, new_key=True)
+    cert_trial.begin(cert, cert_trial.Trial(cmd_id="rot-1", serial=f"{refused.serial_number:x}",
+                                            deadline=time.time() + 2))
+    backend_cert, backend_key = pki.client(BACKEND)
+    seen: list[tuple[str, Any]] = []
+    root = f"{NAMESPACE}/{SITE}/gw-t"
+    async with client(pki, tls_broker.port, backend_cert, backend_key, BACKEND) as backend:
+        await backend.subscribe(f"{root}/#", qos=1)
+        collector = asyncio.create_task(collect(backend, seen))
+        async with agent_running(config_mod.load(path)) as (agent, task):
+            restart = await asyncio.wait_for(asyncio.shield(task), 10)
+            assert restart is True and not agent.uplink.connections
+        assert cert.read_bytes() == good  # the previous pair is back
+        async with agent_running(config_mod.load(path)) as (agent, _):
+            await asyncio.wait_for(agent.uplink.connected.wait(), 10)
+            await wait_until(lambda: any(isinstance(b, dict) and b.get("id") == "rot-1"
+                                         for t, b in seen if t.endswith("cmd/res")))
+        collector.cancel()
+    final = next(b for t, b in seen if t.endswith("cmd/res") and b.get("id") == "rot-1")
+    assert (final["status"], final["op"]) == ("failed", "cert.install"), final
+    assert "no broker connection" in final["error"]
+    event = next(b for t, b in seen if t.endswith("/evt") and b.get("type") == "cert.rolled_back")
+    assert event["cmd"] == "rot-1" and event["serial"] == f"{refused.serial_number:x}"
+    assert_valid("evt.json", event)
+    assert_valid("cmd-res.json", final)
+
+
+def test_a_trial_past_its_deadline_is_rolled_back_at_start(tmp_path: Path, pki: Pki) -> None:
+    """Proves: an agent that crashed or hung with the new pair finds the previous one back at its
+    next start, before it tries to connect (the rollback needs no broker)."""
+    from provisioning import cert_trial, certs  # noqa: PLC0415
+
+    cert, key = pki.client("gw-s", folder=tmp_path)
+    good_cert, good_key = cert.read_bytes(), key.read_bytes()
+    labca.keys.generate(certs.pending_key_path(key))
+    other = pki.foreign.sign_csr(labca.keys.csr_pem(labca.keys.csr(
+        labca.keys.load(certs.pending_key_path(key)), "gw-s")))
+    certs.install([other], cert, key, new_key=True)
+    cert_trial.begin(cert, cert_trial.Trial(cmd_id="rot-2", serial="1", deadline=time.time() - 1))
+    line = cert_trial.check_at_start(cert, key, now=time.time())
+    assert line is not None and "rot-2" in line
+    assert (cert.read_bytes(), key.read_bytes()) == (good_cert, good_key)
+    assert cert_trial.pending(cert) is None
+    outcome = cert_trial.take_outcome(cert)
+    assert outcome is not None and outcome["type"] == "cert.rolled_back"
+    assert cert_trial.check_at_start(cert, key, now=time.time()) is None  # once
 
 
 async def test_an_expiring_certificate_raises_an_event(
