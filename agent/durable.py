@@ -6,8 +6,10 @@ a pending apply or update are all written this way.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o640, *,
@@ -35,3 +37,18 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_note(path: Path) -> dict[str, Any] | None:
+    """The JSON object at `path`, None when there is none. An unreadable one (not JSON, not an
+    object) is removed and reads as none: half-understood state must not steer anything."""
+    try:
+        body = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        path.unlink(missing_ok=True)
+        return None
+    return body

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durable import write_atomic
+from agent.durable import read_note, write_atomic
 from agent.update import set_link
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,7 @@ def _record(releases: Path, trial: Trial, kind: str, reason: str | None, now: fl
 
 def take_outcome(releases: Path) -> dict[str, Any] | None:
     """The outcome not reported yet; the caller reports it, then calls `forget_outcome`."""
-    try:
-        return dict(json.loads((releases / OUTCOME).read_bytes()))
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        (releases / OUTCOME).unlink(missing_ok=True)
-        return None
+    return read_note(releases / OUTCOME)
 
 
 def forget_outcome(releases: Path) -> None:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durable import write_atomic
+from agent.durable import read_note, write_atomic
 from provisioning import certs
 
 log = logging.getLogger(__name__)
@@ -92,13 +92,7 @@ def _record(cert_path: Path, trial: Trial, kind: str, reason: str | None, now: f
 
 def take_outcome(cert_path: Path) -> dict[str, Any] | None:
     """The outcome not reported yet; the caller reports it, then calls `forget_outcome`."""
-    try:
-        return dict(json.loads(_side(cert_path, ".outcome").read_bytes()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        forget_outcome(cert_path)
-        return None
+    return read_note(_side(cert_path, ".outcome"))
 
 
 def forget_outcome(cert_path: Path) -> None:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durable import fsync_dir, write_atomic
+from agent.durable import fsync_dir, read_note, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +130,7 @@ def _record_outcome(path: Path, record: Pending, kind: str, reason: str | None,
 
 def take_outcome(path: Path) -> dict[str, Any] | None:
     """The outcome not reported yet; the caller reports it, then calls `forget_outcome`."""
-    try:
-        return dict(json.loads(_side(path, ".outcome").read_bytes()))
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        _remove(_side(path, ".outcome"))
-        return None
+    return read_note(_side(path, ".outcome"))
 
 
 def forget_outcome(path: Path) -> None:
