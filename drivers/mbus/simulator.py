@@ -8,11 +8,14 @@ What the meters do:
 - SND_NKE: E5 and link reset (FCB state and multi-telegram position forgotten); to 0xFD it also
   deselects.  REQ_UD2: an RSP_UD long frame, CI 0x72, with values computed from the injected clock.
 - FCB: a toggled FCB moves a multi-telegram meter to its next telegram; the same FCB again gets
-  the same telegram again (rebuilt with the same access number), as a retry should.
+  the buffered telegram again, byte for byte (same values, same access number), as EN 13757-2
+  asks of a repeat: a head-end that de-duplicates on the access number loses nothing.
 - SND_UD CI 0x52 to 0xFD selects by secondary address (id nibbles 0xF, manufacturer 0xFFFF,
   version/medium 0xFF are wildcards); a matching meter answers E5, the others deselect.
 - Several meters answering at once collide: the replies are combined as the bus does (a space
-  bit from any slave wins, i.e. bitwise AND), which garbles differing long frames.
+  bit from any slave wins, i.e. bitwise AND), which garbles differing long frames.  Several meters
+  may share one primary address (factory address 0 is common on real buses): their E5s survive
+  the collision, their telegrams do not, so only secondary addressing reads them.
 - Fault injection: `set_silent(addr, True)` (no answer at all), `inject_garbage(addr, True)`
   (RSP_UD with a corrupted checksum).
 
@@ -143,6 +146,7 @@ class SimMeter:
     last_fcb: bool | None = None  # None after a link reset: the next REQ_UD2 is "new"
     telegram_index: int = 0
     started: float = field(default=0.0)
+    sent: bytes | None = None  # the last RSP_UD, kept to repeat it unchanged on the same FCB
 
     def __post_init__(self) -> None:
         frames.encode_id(self.ident)  # validate early
@@ -168,19 +172,27 @@ class SimMeter:
     def link_reset(self) -> None:
         self.last_fcb = None
         self.telegram_index = 0
+        self.sent = None
 
     def respond_ud2(self, fcb: bool) -> bytes:
-        """RSP_UD for a REQ_UD2, walking the telegrams on FCB toggles."""
-        repeat = self.last_fcb is not None and fcb == self.last_fcb
+        """RSP_UD for a REQ_UD2, walking the telegrams on FCB toggles.
+
+        A repeat (same FCB as the last REQ_UD2) is the master saying it missed the answer: the
+        buffered telegram goes out again unchanged, not a fresh read-out under the old access
+        number.
+        """
+        repeat = self.last_fcb is not None and fcb == self.last_fcb and self.sent is not None
         if not repeat:
             if self.last_fcb is not None:
                 self.telegram_index = (self.telegram_index + 1) % self.telegram_count()
             else:
                 self.telegram_index = 0
             self.access_number = (self.access_number + 1) & 0xFF
+            data = self.header() + self.records(self.telegram_index, self.clock())
+            self.sent = frames.rsp_ud(self.primary, 0x72, data)
         self.last_fcb = fcb
-        data = self.header() + self.records(self.telegram_index, self.clock())
-        frame = bytearray(frames.rsp_ud(self.primary, 0x72, data))
+        assert self.sent is not None
+        frame = bytearray(self.sent)
         if self.garbage:
             frame[-2] ^= 0x5A  # a checksum the master must reject
         return bytes(frame)
@@ -329,34 +341,54 @@ class MBusSimulator:
         response_delay: float = 0.0,
     ) -> None:
         self.clock = clock
-        self.meters: dict[int, SimMeter] = {}
-        for meter in default_meters(clock) if meters is None else meters:
-            if meter.primary in self.meters:
-                raise ValueError(f"two meters at primary address {meter.primary}")
-            self.meters[meter.primary] = meter
+        # Every slave on the line, in wiring order; several may share a primary address.
+        self.bus: list[SimMeter] = list(default_meters(clock) if meters is None else meters)
+        idents = [m.secondary_address for m in self.bus]
+        if len(set(idents)) != len(idents):
+            raise ValueError("two meters with the same secondary address cannot be told apart")
         self.response_delay = response_delay  # seconds before each answer, for timing tests
         self.frames_in = 0
         self.port: int | None = None  # the bound TCP port once started
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
-    # -- fault injection --------------------------------------------------------
+    @property
+    def meters(self) -> dict[int, SimMeter]:
+        """Primary address -> meter (the first one wired, where several share an address)."""
+        out: dict[int, SimMeter] = {}
+        for meter in self.bus:
+            out.setdefault(meter.primary, meter)
+        return out
+
+    def at(self, address: int) -> list[SimMeter]:
+        """Every meter configured to one primary address."""
+        return [m for m in self.bus if m.primary == address]
+
+    # -- fault injection (every meter at the address) ----------------------------
 
     def set_silent(self, address: int, silent: bool) -> None:
-        self.meters[address].silent = silent
+        for meter in self._at_least_one(address):
+            meter.silent = silent
 
     def inject_garbage(self, address: int, garbage: bool) -> None:
-        self.meters[address].garbage = garbage
+        for meter in self._at_least_one(address):
+            meter.garbage = garbage
+
+    def _at_least_one(self, address: int) -> list[SimMeter]:
+        found = self.at(address)
+        if not found:
+            raise KeyError(f"no simulated meter at primary address {address}")
+        return found
 
     # -- protocol ----------------------------------------------------------------
 
     def _targets(self, address: int) -> list[SimMeter]:
         if address == frames.ADDR_NETWORK_LAYER:
-            found = [m for m in self.meters.values() if m.selected]
+            found = [m for m in self.bus if m.selected]
         elif address in (frames.ADDR_BROADCAST, frames.ADDR_BROADCAST_REPLY):
-            found = list(self.meters.values())
+            found = list(self.bus)
         else:
-            found = [m for m in (self.meters.get(address),) if m is not None]
+            found = self.at(address)
         return [m for m in found if not m.silent]
 
     def handle(self, frame: bytes) -> bytes:
@@ -397,7 +429,7 @@ class MBusSimulator:
             if len(frame.data) != 8:
                 return []
             replies = []
-            for meter in self.meters.values():
+            for meter in self.bus:
                 if meter.silent:
                     continue
                 meter.selected = frames.secondary_matches(frame.data, meter.secondary_address)

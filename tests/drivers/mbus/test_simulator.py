@@ -277,11 +277,67 @@ def test_collisions_combine_like_the_bus() -> None:
     assert collide([b"\x0f\xff", b"\xf0"]) == b"\x00\xff"
 
 
-def test_two_meters_cannot_share_a_primary_address(clock: FakeClock) -> None:
+def test_two_meters_with_one_secondary_address_are_refused(clock: FakeClock) -> None:
     a = WaterMeter(1, "00000001", "SAP", 1, 7, clock)
-    b = WaterMeter(1, "00000002", "SAP", 1, 7, clock)
-    with pytest.raises(ValueError, match="primary address 1"):
+    b = WaterMeter(2, "00000001", "SAP", 1, 7, clock)
+    with pytest.raises(ValueError, match="same secondary address"):
         MBusSimulator([a, b], clock)
+
+
+def factory_bus(clock: FakeClock) -> list[WaterMeter | HeatMeter]:
+    """Three meters left at factory primary address 0, and one configured meter at 7."""
+    return [
+        WaterMeter(0, "41000001", "SAP", 0x15, 0x07, clock, base_litres=1000),
+        WaterMeter(0, "41000002", "SAP", 0x15, 0x07, clock, base_litres=2000),
+        HeatMeter(0, "51000003", "KAM", 0x34, 0x04, clock, base_wh=5_000_000),
+        WaterMeter(7, "41000007", "ITW", 0x20, 0x16, clock, base_litres=7000),
+    ]
+
+
+async def test_meters_sharing_address_0_collide_until_selected(clock: FakeClock) -> None:
+    sim = MBusSimulator(factory_bus(clock), clock)
+    await sim.start()
+    assert sim.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    master = Master(reader, writer)
+    try:
+        assert [m.ident for m in sim.at(0)] == ["41000001", "41000002", "51000003"]
+        # Their E5s are identical, so SND_NKE to 0 looks fine ...
+        assert await master.ack(frames.snd_nke(0))
+        # ... but three telegrams at once are garbled: no valid frame, bytes heard.
+        reply = await master.send(frames.req_ud2(0))
+        assert reply.frame is None and len(reply.garbage) > 20
+        # The way out: select one by its secondary address, read it at 0xFD.
+        assert await master.ack(frames.select_secondary("41000002"))
+        t = await master.read_data(frames.ADDR_NETWORK_LAYER)
+        assert t.id == "41000002" and t.address == 0
+        assert _one(t, "volume").value == pytest.approx(2.0)
+        # Selecting another deselects the first: still one answer at 0xFD.
+        assert await master.ack(frames.select_secondary("51000003", manufacturer="KAM"))
+        assert (await master.read_data(frames.ADDR_NETWORK_LAYER)).id == "51000003"
+        # The meter alone at its address is unaffected.
+        assert (await master.read_data(7)).id == "41000007"
+        # Fault injection reaches every meter at an address.
+        sim.set_silent(0, True)
+        assert (await master.send(frames.snd_nke(0))).frame is None
+    finally:
+        writer.close()
+        await sim.stop()
+
+
+async def test_a_repeat_is_the_buffered_telegram_byte_for_byte(
+    master: Master, clock: FakeClock
+) -> None:
+    assert await master.ack(frames.snd_nke(4))
+    first = await master.send(frames.req_ud2(4, fcb=True))
+    clock.now += 3600  # the meter's values move on (meter 4 leaks: its volume always grows)
+    again = await master.send(frames.req_ud2(4, fcb=True))
+    assert first.frame is not None and again.frame == first.frame
+    fresh = await master.send(frames.req_ud2(4, fcb=False))  # toggled: a new read-out
+    assert fresh.frame is not None and fresh.frame != first.frame
+    assert decode_frame(fresh.frame).access_number == decode_frame(first.frame).access_number + 1
+    assert _one(decode_frame(fresh.frame), "volume").value > _one(
+        decode_frame(first.frame), "volume").value
 
 
 # --------------------------------------------------------- pyserial socket:// client
