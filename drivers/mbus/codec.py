@@ -180,6 +180,20 @@ def _bcd(raw: bytes) -> int | str:
     return -value if negative else value
 
 
+def _error_code(value: Value, dif: int) -> bool:
+    """A BCD field that came back as hex digits: the meter's error code in place of a number.
+
+    It keeps the VIF's unit (the record still says what it measures); `is_error_code` tells it
+    apart from a number.
+    """
+    return isinstance(value, str) and dif & 0x0F in _BCD_FIELDS
+
+
+def is_error_code(record: Record) -> bool:
+    """True when a record in a numeric unit holds the meter's error digits instead of a value."""
+    return isinstance(record.value, str) and record.unit is not None
+
+
 def _print_id(raw: bytes) -> str:
     # As libmbus and meter labels print it: the BCD nibbles read as hex, no leading zeros.
     return f"{int.from_bytes(raw, 'little'):X}"
@@ -326,9 +340,13 @@ def _read_vib(cur: _Cursor) -> _Vib:
         elif comb.kind == "count":
             info = units.ValueInfo(f"{info.quantity}_{comb.name}", None)
         elif comb.kind == "rate":
-            # Scaled like the quantity, but "energy per hour" & co. have no SenML unit here.
+            # "Volume per hour" & co.: a per-time rate of a known unit is converted to its SenML
+            # per-second unit (m3 -> m3/s, J -> W, kg -> kg/s); other rates ("per litre", "per
+            # month", of a unit without a per-second form) keep the scale but have no unit.
+            per_second = units.per_second_unit(info.unit) if comb.seconds_per else None
+            factor = info.factor / comb.seconds_per if per_second else info.factor
             info = units.ValueInfo(
-                f"{info.quantity}_{comb.name}", None, info.exponent, info.factor, info.offset
+                f"{info.quantity}_{comb.name}", per_second, info.exponent, factor, info.offset
             )
         if comb.name == "manufacturer_specific":
             # "Next VIFEs and data of this block are manufacturer specific": walk the E bits
@@ -413,7 +431,7 @@ def _decode_records(cur: _Cursor, little: bool) -> tuple[list[Record], bool]:
             value = _date(raw)  # types G/F/I are bit fields in an integer-sized data field
         elif isinstance(value, (int, float)):
             value = _scale(value, info, vib.correction, vib.add)
-        unit = info.unit if isinstance(value, (int, float)) else None
+        unit = info.unit if isinstance(value, (int, float)) or _error_code(value, dif) else None
         records.append(
             Record(
                 value=value,
@@ -458,7 +476,8 @@ def _fixed_structure(data: bytes, address: int, ci: int) -> Telegram:
         value: Value = int.from_bytes(counter, "little") if binary else _bcd(counter)
         if isinstance(value, int):
             value = _scale(value, info, Fraction(1), Fraction(0))
-        unit = info.unit if isinstance(value, (int, float)) else None
+        # A BCD counter with A-F digits is an error code: it keeps the counter's unit.
+        unit = info.unit if isinstance(value, (int, float, str)) else None
         records.append(Record(value, unit, info.quantity, storage=storage, vib=bytes((unit_code,))))
     return Telegram(
         id=ident,

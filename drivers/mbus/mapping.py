@@ -19,7 +19,7 @@ from typing import Protocol
 
 from agent.models import PointValue, Quality
 from drivers.mbus import units
-from drivers.mbus.codec import Record
+from drivers.mbus.codec import Record, is_error_code
 
 _FUNCTION_SUFFIX = {"instantaneous": "", "maximum": "_max", "minimum": "_min", "error": "_err"}
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
@@ -80,7 +80,8 @@ def value_of(name: str, record: Record | None, unit: str | None) -> PointValue:
     if record is None or record.value is None:
         return PointValue(name, None, Quality.BAD)
     value = record.value
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value) or is_error_code(record):
+        # NaN, or the meter's A-F error digits in a numeric record: never a reading.
         return PointValue(name, None, Quality.BAD)
     # A unit that is not the configured one means the meter's layout is not what the config
     # says (or the meter flags the value invalid with A..F BCD digits): never publish it as m3.

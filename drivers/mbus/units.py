@@ -244,7 +244,8 @@ class Combinable:
       date      the data is a point in time (types G/F/I) about the quantity
       duration  the data is a duration in `seconds` units about the quantity
       count     the data is a number of events about the quantity
-      rate      the value is the quantity per/times something: no SenML unit for it
+      rate      the value is the quantity per/times something; per a fixed time span it becomes
+                the SenML per-second unit (`seconds_per`), otherwise it has no SenML unit
       factor    multiply by 10**power (correction factor)
       offset    add 10**power units of the VIF (correction constant)
       none      E000 0000 "no error": nothing to record
@@ -254,6 +255,7 @@ class Combinable:
     kind: CombinableKind = "tag"
     seconds: Fraction = _ONE
     power: int = 0
+    seconds_per: Fraction | None = None  # a rate per a fixed time span: its length in seconds
 
 
 _RECORD_ERRORS = {
@@ -275,6 +277,18 @@ _RATES = {
     0x37: "times_second_per_volt", 0x38: "times_second_per_ampere",
 }
 
+# The "per time" rates that have a fixed length (a month or a year does not).
+_RATE_SECONDS = {0x20: Fraction(1), 0x21: Fraction(60), 0x22: Fraction(3600),
+                 0x23: Fraction(86400), 0x24: Fraction(7 * 86400)}
+# The SenML unit of "unit per second", for the units a per-time VIFE is seen on.
+_PER_SECOND = {"m3": "m3/s", "J": "W", "kg": "kg/s", "l": "l/s"}
+
+
+def per_second_unit(unit: str | None) -> str | None:
+    """SenML unit of a rate of `unit` per second, or None when SenML has none."""
+    return _PER_SECOND.get(unit) if unit is not None else None
+
+
 _TAGS = {
     0x28: "increment_per_input_pulse_0", 0x29: "increment_per_input_pulse_1",
     0x2A: "increment_per_output_pulse_0", 0x2B: "increment_per_output_pulse_1",
@@ -292,7 +306,7 @@ def combinable_vife(code: int) -> Combinable:
     if code <= 0x1F:
         return Combinable("record_error_" + _RECORD_ERRORS.get(code, f"{code:02x}"))
     if code in _RATES:
-        return Combinable(_RATES[code], "rate")
+        return Combinable(_RATES[code], "rate", seconds_per=_RATE_SECONDS.get(code))
     if code in _TAGS:
         return Combinable(_TAGS[code])
     if code == 0x39:

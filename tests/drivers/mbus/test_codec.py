@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from drivers.mbus.codec import (
     Telegram,
     decode_frame,
     decode_user_data,
+    is_error_code,
     main_decode,
     telegram_to_json,
 )
@@ -94,9 +96,41 @@ def test_lvar_text_bcd_binary() -> None:
         records("0D FD 0C FB")
 
 
-def test_invalid_bcd_is_kept_as_digits() -> None:
+def test_invalid_bcd_is_kept_as_digits_with_the_vif_unit() -> None:
+    # Issue #15: the error code keeps the unit of what the record measures.
     (r,) = records("0A 13 BDDD").records
-    assert r.value == "DDBD" and r.unit is None
+    assert r.value == "DDBD" and r.unit == "m3" and is_error_code(r)
+    (flow,) = records("0B 3B EB B4 DD").records
+    assert flow.value == "DDB4EB" and flow.unit == "m3/s" and flow.quantity == "volume_flow"
+    (number,) = records("0A 13 3412").records
+    assert number.value == pytest.approx(1.234) and not is_error_code(number)
+    (text,) = records("0D FD 0C 03 434241").records
+    assert text.value == "ABC" and text.unit is None and not is_error_code(text)
+
+
+@pytest.mark.parametrize(("body", "value", "unit", "quantity"), [
+    # volume (litres) per hour -> m3/s
+    ("04 93 22 10 0E 00 00", Fraction(3600, 1000) / 3600, "m3/s", "volume_per_hour"),
+    # volume (litres) per minute -> m3/s
+    ("02 93 21 3C 00", Fraction(60, 1000) / 60, "m3/s", "volume_per_minute"),
+    # energy (Wh) per day -> W
+    ("04 83 23 80 51 01 00", Fraction(86400 * 3600, 86400), "W", "energy_per_day"),
+    # mass (kg) per second -> kg/s
+    ("02 9B 20 05 00", 5, "kg/s", "mass_per_second"),
+    # energy (Wh) per week -> W
+    ("04 83 24 80 3A 09 00", Fraction(7 * 86400 * 3600, 7 * 86400), "W", "energy_per_week"),
+])
+def test_per_time_rates_keep_a_unit(body: str, value: Fraction, unit: str, quantity: str) -> None:
+    (r,) = records(body).records
+    assert (r.unit, r.quantity) == (unit, quantity)
+    assert r.value == pytest.approx(float(value), rel=1e-12)
+
+
+def test_rates_without_a_fixed_time_span_have_no_unit() -> None:
+    (month,) = records("02 93 25 3C 00").records  # litres per month: a month has no fixed length
+    assert (month.quantity, month.unit, month.value) == ("volume_per_month", None, 0.06)
+    (litre,) = records("02 83 2C 05 00").records  # Wh per litre
+    assert (litre.quantity, litre.unit, litre.value) == ("energy_per_litre", None, 18000)
 
 
 def test_plain_text_vif_and_manufacturer_data() -> None:

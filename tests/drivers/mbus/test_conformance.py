@@ -135,19 +135,20 @@ class Deviation:
 
 _INVALID_BCD = (
     "BCD data with hex digits A-F: the meter flags an invalid value during the error state; "
-    "libmbus turns the nibbles into a meaningless number, we keep the digits as a string"
+    "libmbus turns the nibbles into a meaningless number, we keep the digits as a string "
+    "with the VIF's unit (issue #15)"
 )
 _NO_DATE = "date with month 0 (type G 00 00, 'not set'): no calendar date, so None"
 
 DEVIATIONS: dict[tuple[str, int], Deviation] = {
     ("ELS_Elster-F96-Plus", 4): Deviation(
-        "13131113.000000", "DDDDEBBD", None, "power", _INVALID_BCD
+        "13131113.000000", "DDDDEBBD", "W", "power", _INVALID_BCD
     ),
     ("ELS_Elster-F96-Plus", 5): Deviation(
-        "131.113000", "DDEBBD", None, "volume_flow", _INVALID_BCD
+        "131.113000", "DDEBBD", "m3/s", "volume_flow", _INVALID_BCD
     ),
-    ("abb_f95", 2): Deviation("1311041.300000", "DDEBB4DD", None, "power", _INVALID_BCD),
-    ("abb_f95", 3): Deviation("11.041300", "EBB4DD", None, "volume_flow", _INVALID_BCD),
+    ("abb_f95", 2): Deviation("1311041.300000", "DDEBB4DD", "W", "power", _INVALID_BCD),
+    ("abb_f95", 3): Deviation("11.041300", "EBB4DD", "m3/s", "volume_flow", _INVALID_BCD),
     ("ACW_Itron-BM-plus-m", 2): Deviation("2000-00-00", None, None, "date", _NO_DATE),
     ("itron_bm_+m", 2): Deviation("2000-00-00", None, None, "date", _NO_DATE),
     ("siemens_water", 3): Deviation("2000-00-00", None, None, "date", _NO_DATE),

@@ -504,3 +504,16 @@ async def test_driver_reads_meters_sharing_address_0_by_secondary_only(clock: Fa
     finally:
         await asyncio.sleep(0.05)
         await sim.stop()
+
+
+def test_an_error_code_in_a_numeric_record_reads_bad() -> None:
+    # Issue #15: the A-F digits now keep the record's unit, so the unit check alone would pass.
+    from drivers.mbus import mapping
+    from drivers.mbus.codec import Record
+
+    record = Record("DDEBBD", "m3/s", "volume_flow")
+    assert mapping.value_of("flow", record, "m3/s").quality is Quality.BAD
+    (auto,) = mapping.auto([record])
+    assert (auto.name, auto.value, auto.quality) == ("volume_flow", None, Quality.BAD)
+    good = Record(0.25, "m3/s", "volume_flow")
+    assert mapping.value_of("flow", good, "m3/s").value == 0.25
