@@ -81,7 +81,7 @@ class Pipeline:
         for reading in readings:
             latest[reading.name] = reading
         self.outbox.enqueue(f"dev/{device.id}/tm",
-                            {"e": senml.records(self.gateway, device.id, readings)},
+                            senml.telemetry(self.gateway, device.id, readings),
                             prio=PRIO_TELEMETRY, sess=self.session, ts=ts)
         self.readings_accepted += len(readings)
         if self.engine is not None:

@@ -20,16 +20,22 @@ def base_name(gateway: str, device: str) -> str:
 
 
 def records(gateway: str, device: str, readings: Sequence[Reading]) -> list[dict[str, Any]]:
-    """One pack for one device poll: base name and base time on the first record only.
+    """One SenML pack for one device poll: base name and base time on the first record only.
 
-    A reading of bad quality carries no value and the extension field `q` (SenML lets a pack
-    carry fields a receiver may ignore); `q` is left out when the quality is good, the common case.
+    Only readings with a value become records: RFC 8428 §4.2 wants exactly one value field in a
+    record (a point the device refused goes to `unread()` instead). A reading of uncertain
+    quality keeps its value and carries the extension field `q`; `q` is left out when the
+    quality is good, the common case. `q` deliberately has no trailing `_`: it is optional to
+    understand (RFC 8428 §4.4, §12.2), since a receiver that ignores it still reads a real
+    value, only with less trust; a mandatory-to-understand `q_` would make every generic SenML
+    reader reject the whole pack.
     """
     out: list[dict[str, Any]] = []
-    if not readings:
+    kept = [r for r in readings if r.value is not None]
+    if not kept:
         return out
-    base_time = readings[0].ts
-    for index, reading in enumerate(readings):
+    base_time = kept[0].ts
+    for index, reading in enumerate(kept):
         record: dict[str, Any] = {}
         if index == 0:
             record["bn"] = base_name(gateway, device)
@@ -50,6 +56,25 @@ def records(gateway: str, device: str, readings: Sequence[Reading]) -> list[dict
             record["q"] = reading.quality.value
         out.append(record)
     return out
+
+
+def unread(readings: Sequence[Reading]) -> list[dict[str, Any]]:
+    """The points of a poll that have no value (refused, invalid, unreadable): `{"n": name}`,
+    names relative to the pack's base name, in poll order."""
+    return [{"n": r.name} for r in readings if r.value is None]
+
+
+def telemetry(gateway: str, device: str, readings: Sequence[Reading]) -> dict[str, Any]:
+    """The body of a `dev/{dev}/tm` message: `e` (the SenML pack, maybe empty when every point
+    failed) first, then `bad` (the points without a value) when there are any."""
+    body: dict[str, Any] = {"e": records(gateway, device, readings)}
+    missing = unread(readings)
+    if missing:
+        body["bad"] = missing
+    return body
+
+
+CONTENT_TYPES = {"json": "application/json", "cbor": "application/cbor"}
 
 
 def encode(envelope: dict[str, Any], encoding: str) -> bytes:

@@ -54,9 +54,10 @@ class _Client(aiomqtt.Client):
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
     async def publish_checked(self, topic: str, payload: bytes, *, retain: bool = False,
-                              qos: int = 1, timeout: float = 30.0) -> tuple[int, str]:
+                              qos: int = 1, timeout: float = 30.0,
+                              properties: Properties | None = None) -> tuple[int, str]:
         """Publish and return the PUBACK (reason code value, reason name)."""
-        info = self._client.publish(topic, payload, qos, retain)
+        info = self._client.publish(topic, payload, qos, retain, properties)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "could not publish")
         if not info.is_published():
@@ -128,9 +129,27 @@ class Uplink:
             await asyncio.sleep(delay)
 
     def _will(self) -> aiomqtt.Will:
-        offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
-        return aiomqtt.Will(f"{self.root}/state", senml.encode(offline, "json"), qos=1,
-                            retain=True)
+        # Registered at CONNECT, published by the broker later: `ts` is the connection time and
+        # `will: true` says so (the backend takes the time it received it as the offline time).
+        offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3),
+                   "will": True}
+        return aiomqtt.Will(f"{self.root}/state", senml.encode(offline, self._encoding), qos=1,
+                            retain=True, properties=self._format(PacketTypes.WILLMESSAGE))
+
+    @property
+    def _encoding(self) -> str:
+        return self.config.mqtt.encoding
+
+    def _format(self, packet: int = PacketTypes.PUBLISH,
+                encoding: str | None = None) -> Properties | None:
+        """MQTT 5 content type and payload format indicator (UTF-8 for JSON) of a message."""
+        if self.config.mqtt.protocol != "5":
+            return None
+        encoding = encoding or self._encoding
+        props = Properties(packet)
+        props.ContentType = senml.CONTENT_TYPES[encoding]
+        props.PayloadFormatIndicator = 1 if encoding == "json" else 0
+        return props
 
     async def _session(self) -> None:
         mqtt = self.config.mqtt
@@ -161,22 +180,23 @@ class Uplink:
 
     async def _announce(self, client: _Client) -> None:
         online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
-        await client.publish_checked(f"{self.root}/state", senml.encode(online, "json"),
-                                     retain=True)
+        await client.publish_checked(f"{self.root}/state", senml.encode(online, self._encoding),
+                                     retain=True, properties=self._format())
         await self.rebirth()
 
     async def rebirth(self) -> None:
         if self._client is not None:
             await self._client.publish_checked(
                 f"{self.root}/birth", senml.encode(self.birth(), self.config.mqtt.encoding),
-                retain=True)
+                retain=True, properties=self._format())
 
     async def publish_direct(self, topic: str, body: dict[str, Any], *, qos: int = 0) -> bool:
         """Fire-and-forget for what must not be buffered (health); False when offline."""
         if self._client is None:
             return False
         await self._client.publish(f"{self.root}/{topic}",
-                                   senml.encode(body, self.config.mqtt.encoding), qos=qos)
+                                   senml.encode(body, self.config.mqtt.encoding), qos=qos,
+                                   properties=self._format())
         return True
 
     async def graceful_offline(self) -> None:
@@ -186,8 +206,9 @@ class Uplink:
         offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             await self._client.publish_checked(f"{self.root}/state",
-                                               senml.encode(offline, "json"), retain=True,
-                                               timeout=2)
+                                               senml.encode(offline, self._encoding),
+                                               retain=True, timeout=2,
+                                               properties=self._format())
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -232,7 +253,8 @@ class Uplink:
                             if m.prio == PRIO_TELEMETRY and m.seq <= self._hist_until))
             results = await asyncio.gather(
                 *(client.publish_checked(f"{self.root}/{m.topic}", self.payload(m),
-                                         retain=m.retain) for m in batch),
+                                         retain=m.retain, properties=self._format())
+                  for m in batch),
                 return_exceptions=True)
             accepted: list[Message] = []
             refused: list[PublishRefused] = []
@@ -279,12 +301,12 @@ class Uplink:
                 return
             props = message.properties
             topic = f"{self.root}/cmd/res"
-            reply_props = None
+            reply_props = self._format(encoding="json")  # answers stay JSON, like requests
             wanted = getattr(props, "ResponseTopic", None) if props is not None else None
             if wanted and _publishable(wanted):
                 topic = wanted
                 if getattr(props, "CorrelationData", None):
-                    reply_props = Properties(PacketTypes.PUBLISH)
+                    reply_props = reply_props or Properties(PacketTypes.PUBLISH)
                     reply_props.CorrelationData = props.CorrelationData
             elif wanted:  # a wildcard would make paho raise and end the session: answer here
                 log.warning("command response topic %r is not a valid topic: answering on "

@@ -73,7 +73,7 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
         assert params == set(channel["parameters"]), channel["address"]
         for message in channel["messages"].values():
             name = message["$ref"].rsplit("/", 1)[-1]
-            payload = doc["components"]["messages"][name]["payload"]["$ref"]
+            payload = doc["components"]["messages"][name]["payload"]["schema"]["$ref"]
             assert (API / payload).is_file(), payload
             for example in doc["components"]["messages"][name].get("examples", []):
                 if "sig" not in example["payload"]:
@@ -88,6 +88,43 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
         "buffer.overflow", "buffer.fault", "buffer.restored", "clock.jump", "alarm.suppressed",
         "cert.expiring", "point.written", "config.confirmed", "config.rolled_back"}
     assert doc["components"]["messages"]["ack"]["examples"]
+
+
+def test_every_payload_declares_json_schema_2020_12() -> None:
+    # Issue #15: without schemaFormat, AsyncAPI tools read the schemas as draft-07 and ignore
+    # prefixItems, unevaluatedProperties, dependentRequired.
+    doc = yaml.safe_load((API / "asyncapi.yaml").read_text())
+    for name, message in doc["components"]["messages"].items():
+        payload = message["payload"]
+        assert payload.get("schemaFormat") == "application/schema+json;version=2020-12", name
+        schema = json.loads((API / payload["schema"]["$ref"]).read_text())
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", name
+
+
+def _channel_pattern(address: str, parameters: dict[str, Any]) -> re.Pattern[str]:
+    """A topic regex for a channel as a backend builds it from the document: a parameter with
+    an enum is one of those values, any other is one topic level of [a-z0-9-]."""
+    def one(match: re.Match[str]) -> str:
+        values = parameters[match.group(1)].get("enum")
+        if values:
+            return "(?:" + "|".join(re.escape(v) for v in values) + ")"
+        return "[a-z0-9-]+" if match.group(1) != "namespace" else ".+"
+    return re.compile("^" + re.sub(r"{(\w+)}", one, address) + "$")
+
+
+def test_no_topic_matches_two_channels() -> None:
+    # Issue #15: `{namespace}` may contain `/`; captured freely it lets `.../dev/x/state`
+    # match the gateway's `state` channel too.
+    doc = yaml.safe_load((API / "asyncapi.yaml").read_text())
+    params = doc["components"]["parameters"]
+    patterns = {name: _channel_pattern(channel["address"], params)
+                for name, channel in doc["channels"].items()}
+    for dev in ("x", "state", "dev", "tm"):
+        for name, channel in doc["channels"].items():
+            topic = (channel["address"].replace("{namespace}", "bgw/v1")
+                     .replace("{site}", "site-a").replace("{gw}", "gw-1").replace("{dev}", dev))
+            matching = [other for other, pattern in patterns.items() if pattern.match(topic)]
+            assert matching == [name], (topic, matching)
 
 
 def test_a_real_overflow_event_and_the_backend_watermark_match_their_schemas(
