@@ -186,3 +186,7 @@ def _csv_rows(seq: int, topic: str, ts: float, fields: dict[str, Any]) -> Iterat
         when = (base_time or ts) + record.get("t", 0)
         yield [seq, when, dt.datetime.fromtimestamp(when, dt.UTC).isoformat(), topic, device,
                record.get("n", ""), value, record.get("u", ""), record.get("q", "good")]
+    # Points of the poll without a value are no SenML record: listed apart in `bad`.
+    device = topic.rsplit("/", 2)[-2] if topic.endswith("/tm") else ""
+    for missing in fields.get("bad") or []:
+        yield [seq, ts, iso, topic, device, missing.get("n", ""), "", "", "bad"]

@@ -214,9 +214,21 @@ def scan_mbus(bus_id: str, primary: bool, secondary: bool, addresses: str, timeo
                       meter["manufacturer"] or "—", str(meter["version"]), meter["medium"] or "—")
     console().print(table)
     for collision in result.collisions:
-        click.secho(f"collision at {collision}: several meters answer there; check the wiring "
-                    "or give them distinct primary addresses", fg="yellow", err=True)
+        click.secho(f"collision at {collision}: {_collision_advice(collision, meters)}",
+                    fg="yellow", err=True)
     _print_added(added, add)
+
+
+def _collision_advice(collision: str, meters: list[Any]) -> str:
+    """What a technician can do about meters that answer together (e.g. factory address 0)."""
+    kind, _, where = collision.partition(" ")
+    shared = [m.id for m in meters if kind == "primary" and m.how == "secondary"
+              and str(m.primary) == where]
+    if shared:
+        return (f"{len(shared)} meters share this primary address ({', '.join(shared)}); they "
+                "are read by secondary address (as --add writes them), or give them distinct "
+                "primary addresses")
+    return "several meters answer there; check the wiring or give them distinct primary addresses"
 
 
 def _unique(meters: list[Any]) -> list[Any]:

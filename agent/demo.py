@@ -113,6 +113,7 @@ def _show(topic: str, payload: bytes, retained: bool) -> None:
             f"{r['n']}={_short(r.get('v', r.get('vb', r.get('vs', '?'))))}"
             f"{' ' + r['u'] if 'u' in r else ''}"
             + (f" [{r['q']}]" if "q" in r else "") for r in body["e"])
+        values += "".join(f", {b['n']}=— [bad]" for b in body.get("bad", []))
         hist = " [yellow]hist[/]" if body.get("hist") else ""
         console.print(f"[cyan]{short}[/] seq={body.get('seq')}{hist}: {values}")
     elif str(body.get("type", "")).startswith("alarm."):

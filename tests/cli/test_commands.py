@@ -93,7 +93,8 @@ def _outbox_with_data(tmp_path: Path) -> Path:
     now = time.time()
     outbox.enqueue("dev/vmc/tm", {"e": [{"bn": "urn:dev:bgw:gw-test:vmc:", "bt": now - 7200,
                                          "n": "exhaust_pressure", "u": "Pa", "v": 112.5},
-                                        {"n": "fan_fault", "vb": False}]},
+                                        {"n": "fan_fault", "vb": False}],
+                                  "bad": [{"n": "spare_input"}]},
                    prio=PRIO_TELEMETRY, sess=1, ts=now - 7200)
     outbox.enqueue("dev/vmc/tm", {"e": [{"bn": "urn:dev:bgw:gw-test:vmc:", "bt": now,
                                          "n": "exhaust_pressure", "u": "Pa", "v": 99.0}]},
@@ -117,10 +118,12 @@ def test_buffer_export_jsonl_and_csv_for_a_time_range(tmp_path: Path) -> None:
     result = runner.invoke(main, ["buffer", "export", "--format", "csv", "--until", "1h", "-o",
                                   str(out), "--json", "--config", str(path)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["rows"] == 2
+    assert json.loads(result.output)["rows"] == 3
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [(r["device"], r["point"], r["value"], r["unit"]) for r in rows] == [
-        ("vmc", "exhaust_pressure", "112.5", "Pa"), ("vmc", "fan_fault", "False", "")]
+        ("vmc", "exhaust_pressure", "112.5", "Pa"), ("vmc", "fan_fault", "False", ""),
+        ("vmc", "spare_input", "", "")]  # a point without a value (issue #15: in `bad`)
+    assert [r["quality"] for r in rows] == ["good", "good", "bad"]
     bad = runner.invoke(main, ["buffer", "export", "--since", "yesterday", "--config", str(path)])
     assert bad.exit_code == 2
     stats = runner.invoke(main, ["buffer", "stats", "--json", "--config", str(path)])

@@ -117,6 +117,29 @@ async def test_scan_mbus_primary_and_secondary(tmp_path: Path) -> None:
         await simulator.stop()
 
 
+async def test_scan_mbus_meters_sharing_factory_address_0(tmp_path: Path) -> None:
+    meters = [WaterMeter(0, "41000001", "SAP", 0x15, 0x07), WaterMeter(0, "41000002", "SAP",
+                                                                      0x15, 0x07),
+              WaterMeter(3, "61000003", "ITW", 0x20, 0x16)]
+    simulator = MBusSimulator(meters)
+    port = await simulator.start()
+    try:
+        path = write_config(tmp_path, buses=[{"id": "meters", "driver": "mbus",
+                                              "port": f"socket://127.0.0.1:{port}",
+                                              "baudrate": 38400}], devices=[])
+        result = await _invoke(["scan", "mbus", "--bus", "meters", "--addresses", "0-4",
+                                "--add", "--timeout", "0.05", "--config", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "collision at primary 0: 2 meters share this primary address (41000001, " \
+               "41000002); they are read by secondary address" in result.output
+        config = config_mod.load(path)
+        assert sorted((d.id, d.address, d.secondary) for d in config.devices) == [
+            ("meter-41000001", None, "41000001"), ("meter-41000002", None, "41000002"),
+            ("meter-61000003", 3, None)]
+    finally:
+        await simulator.stop()
+
+
 async def test_scan_refuses_while_the_agent_runs(tmp_path: Path) -> None:
     from tests.integration.helpers import running_agent  # noqa: PLC0415
 
