@@ -34,8 +34,13 @@ def _quantity_units() -> dict[str, str]:
         for table in tables:
             info = table(code)
             seen.setdefault(info.quantity, set()).add(info.unit)
-    return {quantity: unit for quantity, found in seen.items()
-            if len(found) == 1 and (unit := next(iter(found))) is not None}
+    plain = {quantity: unit for quantity, found in seen.items()
+             if len(found) == 1 and (unit := next(iter(found))) is not None}
+    # "Volume per hour" & co. (per-time VIFEs) arrive in the per-second SenML unit.
+    rates = {f"{quantity}_{rate}": per_second for quantity, unit in plain.items()
+             if (per_second := units.per_second_unit(unit)) is not None
+             for rate in units.TIME_RATES}
+    return {**plain, **rates}
 
 
 QUANTITY_UNITS: dict[str, str] = _quantity_units()

@@ -284,6 +284,9 @@ _RATE_SECONDS = {0x20: Fraction(1), 0x21: Fraction(60), 0x22: Fraction(3600),
 _PER_SECOND = {"m3": "m3/s", "J": "W", "kg": "kg/s", "l": "l/s"}
 
 
+TIME_RATES = tuple(_RATES[code] for code in _RATE_SECONDS)  # per_second ... per_week
+
+
 def per_second_unit(unit: str | None) -> str | None:
     """SenML unit of a rate of `unit` per second, or None when SenML has none."""
     return _PER_SECOND.get(unit) if unit is not None else None

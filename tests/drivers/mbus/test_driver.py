@@ -517,3 +517,30 @@ def test_an_error_code_in_a_numeric_record_reads_bad() -> None:
     assert (auto.name, auto.value, auto.quality) == ("volume_flow", None, Quality.BAD)
     good = Record(0.25, "m3/s", "volume_flow")
     assert mapping.value_of("flow", good, "m3/s").value == 0.25
+
+
+class HourlyVolume(WaterMeter):
+    """Adds a "volume per hour" record (VIF 0x13 litres + VIFE 0x22 per hour): 3600 l/h."""
+
+    def records(self, index: int, now: float) -> bytes:
+        return super().records(index, now) + b"\x04\x93\x22" + (3600).to_bytes(4, "little")
+
+
+async def test_a_per_hour_record_reads_in_m3_per_s(clock: FakeClock) -> None:
+    # Issue #15: the VIFE "per hour" keeps a unit; the point's unit is filled in from it.
+    sim = RecordingBus([HourlyVolume(3, "41000003", "SAP", 0x15, 0x07, clock)], clock)
+    await sim.start()
+    try:
+        point = MBusPointConfig.model_validate(rec("avg_flow", "volume_per_hour"))
+        assert point.unit == "m3/s"
+        async with MBusDriver(bus_config(sim)) as drv:
+            values = by_name(await drv.poll(meter(address=3, points=[
+                rec("avg_flow", "volume_per_hour")])))
+            assert values["avg_flow"].value == pytest.approx(0.001)  # 3.6 m3/h
+            assert values["avg_flow"].quality is Quality.GOOD
+            auto = by_name(await drv.poll(meter(address=3)))
+            assert (auto["volume_per_hour"].value, auto["volume_per_hour"].unit) == (
+                pytest.approx(0.001), "m3/s")
+    finally:
+        await asyncio.sleep(0.05)
+        await sim.stop()
