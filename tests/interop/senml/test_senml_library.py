@@ -7,7 +7,8 @@ is then killed with SIGKILL so the broker publishes its Last Will. For `encoding
 `encoding: cbor`:
 
 - every message says its encoding (MQTT 5 content type, payload format indicator) and decodes
-  with it, the Last Will and `state` included (issue #15 item 11);
+  with it, the Last Will and `state` included (issue #15 item 11); a command answer is JSON
+  (like the request) and says so in a CBOR gateway too;
 - kpn-senml parses the `e` member of every telemetry message as a SenML pack (SenML+JSON or
   SenML+CBOR with the RFC 8428 integer labels) and gets our names and values; it can serialise
   every record it read again, which it refuses for a record without a value (RFC 8428 §4.2,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +51,13 @@ class Capture:
     messages: list[tuple[str, bytes, Any, bool]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    client: aiomqtt.Client | None = None
 
     async def run(self) -> None:
         async with aiomqtt.Client("127.0.0.1", self.port, identifier="senml-interop",
                                   protocol=aiomqtt.ProtocolVersion.V5) as client:
             await client.subscribe(f"{ROOT}/#", qos=1)
+            self.client = client
             self.subscribed.set()
             async for message in client.messages:
                 payload = bytes(message.payload)  # type: ignore[arg-type]
@@ -141,6 +145,10 @@ async def test_every_message_in_both_encodings(encoding: str, tmp_path: Path, br
                                    and c.on("/evt") and c.on("/birth"))
         except TimeoutError:
             pytest.fail(f"agent did not publish: {(tmp_path / 'agent.log').read_text()[-3000:]}")
+        assert capture.client is not None  # a command: answers stay JSON, labelled so
+        await capture.client.publish(f"{ROOT}/cmd/req", json.dumps(
+            {"id": "ping-1", "op": "ping", "args": {}, "exp": int(time.time()) + 60}), qos=1)
+        await capture.wait_for(lambda c: c.on("/cmd/res"))
         await agent.kill()  # no DISCONNECT: the broker publishes the Last Will
         await capture.wait_for(lambda c: any(not decode(m[1], encoding)["online"]
                                              for m in c.on("/state")))
@@ -151,12 +159,16 @@ async def test_every_message_in_both_encodings(encoding: str, tmp_path: Path, br
         suffix = topic.removeprefix(ROOT + "/")
         kind = "dev/{dev}/" + suffix.rsplit("/", 1)[-1] if suffix.startswith("dev/") else suffix
         kinds.add(kind)
-        assert props.ContentType == CONTENT_TYPE[encoding], topic
-        assert props.PayloadFormatIndicator == (1 if encoding == "json" else 0), topic
+        if kind == "cmd/req":
+            continue  # our own request
+        own = "json" if kind == "cmd/res" else encoding  # answers are JSON, like the requests
+        assert props.ContentType == CONTENT_TYPE[own], topic
+        assert props.PayloadFormatIndicator == (1 if own == "json" else 0), topic
         if encoding == "json":  # the AsyncAPI document says what a JSON gateway sends
             assert declared[kind] == props.ContentType, (kind, declared[kind])
-        decode(payload, encoding)  # every payload is in the gateway's one encoding
-    assert kinds >= {"state", "birth", "health", "evt", "dev/{dev}/state", "dev/{dev}/tm"}, kinds
+        decode(payload, own)  # every payload is in the encoding it says
+    assert kinds >= {"state", "birth", "health", "evt", "dev/{dev}/state", "dev/{dev}/tm",
+                     "cmd/res"}, kinds
 
     online, will = (decode(m[1], encoding) for m in capture.on("/state"))
     assert online["online"] is True and "will" not in online
