@@ -10,7 +10,9 @@ instantly; this process puts them on one shared timeline instead, as a half-dupl
 - every character takes (start + 8 data + parity + stop bits) / baud seconds (11 bits for 8E1,
   10 for 8N1), and reaches the other side only when its last bit has gone; characters queue
   behind each other, whoever sends them;
-- the master's frames go to every slave (they all hear the line), a slave's answer to the master;
+- every node hears every frame but its own: the master's requests reach all slaves, a slave's
+  answer reaches the master and the other slaves (libmodbus expects that: after a request for
+  another unit it reads that unit's answer off the line and ignores it);
 - the slaves are modelled as conformant: a slave only knows a request has ended after 3.5
   characters of silence, so its answer starts no earlier than t3.5 after the request's end
   (libmodbus answers as soon as it has parsed a request, which no real RS-485 slave can);
@@ -61,14 +63,18 @@ class Line:
         self.free = 0.0  # scheduled end of the last character on the line
         self.handed = 0.0  # when the last character of a slave answer reached the master's port
         self.frame: dict[str, Any] | None = None
-        self.due: list[tuple[float, int, tuple[int, ...], int]] = []  # (time, seq, fds, byte)
+        # (time, seq, fds that hear it, byte, sender)
+        self.due: list[tuple[float, int, tuple[int, ...], int, str]] = []
         self._seq = 0
 
-    def put(self, sender: str, data: bytes, arrival: float) -> None:
+    def put(self, sender_fd: int, data: bytes, arrival: float) -> None:
+        sender = "m" if sender_fd == self.master_fd else "s"
+        hearers = tuple(fd for fd in (self.master_fd, *self.slave_fds) if fd != sender_fd)
         for byte in data:
-            self._put_char(sender, byte, arrival)
+            self._put_char(sender, hearers, byte, arrival)
 
-    def _put_char(self, sender: str, byte: int, arrival: float) -> None:
+    def _put_char(self, sender: str, hearers: tuple[int, ...], byte: int,
+                  arrival: float) -> None:
         frame = self.frame
         previous_end = max(self.free, self.handed) if sender == "m" else self.free
         silence = arrival - previous_end
@@ -95,15 +101,14 @@ class Line:
         end = start + self.tc
         current["end"] = end
         self.free = end
-        targets = tuple(self.slave_fds) if sender == "m" else (self.master_fd,)
         self._seq += 1
-        heapq.heappush(self.due, (end, self._seq, targets, byte))
+        heapq.heappush(self.due, (end, self._seq, hearers, byte, sender))
 
     def deliver(self) -> None:
         now = time.monotonic()
         while self.due and self.due[0][0] <= now:
-            _, _, targets, byte = heapq.heappop(self.due)
-            if targets == (self.master_fd,):
+            _, _, targets, byte, sender = heapq.heappop(self.due)
+            if sender == "s":
                 self.handed = time.monotonic()  # taken before the write: never too late
             for fd in targets:
                 try:
@@ -190,7 +195,7 @@ def main() -> None:
                         data = os.read(fd, 4096)
                     except OSError:
                         continue
-                    line.put("m" if fd == master_fd else "s", data, arrival)
+                    line.put(fd, data, arrival)
                 line.deliver()
                 line.idle_check()
         finally:

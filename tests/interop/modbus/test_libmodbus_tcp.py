@@ -129,6 +129,26 @@ async def test_an_absent_unit_is_down_and_the_next_one_is_not(slave_bin: Path,
             assert driver.stats.timeouts == 1
 
 
+async def test_a_late_answer_does_not_cost_the_next_unit_its_own(slave_bin: Path,
+                                                                  tmp_path: Path) -> None:
+    """libmodbus refuses FC 43 after 0.5 s and flushes what came meanwhile. The request after
+    the timeout waits for that late answer (or reconnects) instead of being thrown away and then
+    matched with the stale answer's transaction id."""
+    with tcp_slave(slave_bin, tmp_path, units="1,2") as slave:
+        bus = tcp_bus(slave.port)
+        async with ModbusDriver(bus) as driver:
+            link = driver._link
+            assert link is not None
+            await link.open(1.0)
+            with pytest.raises(DriverError, match="unit 1 .*no answer within 0.3s"):
+                await link.identify(1, 0.3)
+            [value] = await driver.poll(device(2, [{"name": "h0", "register": "holding:0"}],
+                                               timeout="300ms"))
+            assert value.value == 200
+            assert driver.stats.garbage == 0
+        assert [(u, fc) for u, fc, _, _ in slave.requests()] == [(1, 43), (2, 3)]
+
+
 async def _invoke(args: list[str]) -> Any:
     return await asyncio.to_thread(CliRunner().invoke, main, args)
 
