@@ -29,18 +29,21 @@ START_TIMEOUT = 10.0
 @pytest.fixture(scope="session")
 def slave_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The libmodbus slave, compiled with gcc against the system's libmodbus."""
-    return build_slave(tmp_path_factory.mktemp("libmodbus") / "slave")
+    try:
+        return build_slave(tmp_path_factory.mktemp("libmodbus") / "slave")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def build_slave(target: Path) -> Path:
     if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
-        pytest.fail("gcc and pkg-config are needed to build the libmodbus slave "
-                    "(apt-get install gcc pkg-config libmodbus-dev)")
+        raise RuntimeError("gcc and pkg-config are needed to build the libmodbus slave "
+                           "(apt-get install gcc pkg-config libmodbus-dev)")
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libmodbus"],
                            capture_output=True, text=True, check=False)
     if flags.returncode != 0:
-        pytest.fail("libmodbus is not installed: apt-get install libmodbus-dev "
-                    f"({flags.stderr.strip()})")
+        raise RuntimeError("libmodbus is not installed: apt-get install libmodbus-dev "
+                           f"({flags.stderr.strip()})")
     subprocess.run(["gcc", "-O2", "-Wall", "-o", str(target), str(SOURCE),
                     *flags.stdout.split()], check=True, timeout=120)
     return target
