@@ -139,8 +139,11 @@ class ModbusLink:
         problem = _try_port(self._port_settings())
         if problem is None:
             return
-        if "No such file" in problem or "could not open port" in problem:
+        if "could not open port" in problem:  # missing, or no permission
             raise PortRefused(f"cannot open serial port {self.peer}: {problem}")
+        if "exclusively lock" in problem:
+            raise PortRefused(f"serial port {self.peer} is in use by another program ({problem})"
+                              "; only one master per line: stop it first")
         raise PortRefused(f"serial port {self.peer} refuses {self._refused_setting()} "
                           f"({problem}): the port or adapter cannot do it; use one that can, "
                           "or change the bus setting if the line allows it")

@@ -87,6 +87,17 @@ async def test_a_missing_port_is_named(tmp_path: Path) -> None:
             await driver.poll(device("vmc-a", 1))
 
 
+async def test_a_port_held_by_another_program_is_named(pty_port: str) -> None:
+    held = serial.Serial(pty_port, exclusive=True)
+    try:
+        async with ModbusDriver(rtu(port=pty_port, parity="N")) as driver:
+            with pytest.raises(DeviceUnavailable, match=f"serial port {pty_port} is in use by "
+                                                        "another program"):
+                await driver.poll(device("vmc-a", 1))
+    finally:
+        held.close()
+
+
 def test_read_prints_the_reason(tmp_path: Path, pty_port: str) -> None:
     path = write_config(tmp_path, buses=[{"id": "rs485", "driver": "modbus-rtu",
                                           "port": pty_port, "parity": "E"}],
