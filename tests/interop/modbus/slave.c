@@ -5,7 +5,8 @@
  *   slave rtu DEVICE BAUD PARITY STOPBITS UNIT
  *
  * Prints "ready PORT" (tcp) or "ready" (rtu) on stdout once it listens. With SLAVE_LOG=FILE,
- * appends one line per request: "UNIT FC ADDRESS COUNT".
+ * appends one line per request: "UNIT FC ADDRESS COUNT"; SLAVE_DEBUG=1 turns on libmodbus'
+ * own trace (RTU). Ends by itself after 15 minutes, should a test leave it behind.
  *
  * Register map, the same for every unit U:
  *   holding 0..39: U*100 + i, except
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
     uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH];
     const char *log_path = getenv("SLAVE_LOG");
     signal(SIGPIPE, SIG_IGN);
+    alarm(900);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (log_path)
         request_log = fopen(log_path, "a");

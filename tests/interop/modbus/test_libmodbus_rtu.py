@@ -45,7 +45,8 @@ POINTS = [{"name": "h0", "register": "holding:0"},
           {"name": "hole", "register": "holding:7"},
           {"name": "in1", "register": "input:1"},
           {"name": "coil1", "register": "coils:1"},
-          {"name": "setpoint", "register": "holding:12", "writable": True}]
+          {"name": "setpoint", "register": "holding:12", "writable": True},
+          {"name": "hole_w", "register": "holding:20", "writable": True}]
 
 
 async def _exercise(line: Rs485Line, baud: int, parity: str, stopbits: int) -> None:
@@ -59,10 +60,12 @@ async def _exercise(line: Rs485Line, baud: int, parity: str, stopbits: int) -> N
                 assert values["h0"].value == unit * 100
                 assert values["wide"].value == ((unit * 100 + 4) << 16) | (unit * 100 + 5)
                 assert values["in1"].value == 1001 and values["coil1"].value is True
-                assert values["hole"].quality is Quality.BAD
+                assert values["hole"].quality is values["hole_w"].quality is Quality.BAD
                 assert values["hole"].reason == ("refused by the device: exception 02 "
                                                  "(illegal data address)")
-                await driver.write(dev, dev.points[-1], 1000 + round_)
+                await driver.write(dev, dev.points[-2], 1000 + round_)
+                with pytest.raises(DriverError, match="holding:20 with exception 02"):
+                    await driver.write(dev, dev.points[-1], 1)
                 [setpoint] = [v for v in await driver.poll(dev) if v.name == "setpoint"]
                 assert setpoint.value == 1000 + round_
         with pytest.raises(DriverError, match="unit 9 .*no answer within 0.3s"):

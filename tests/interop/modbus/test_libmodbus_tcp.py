@@ -153,6 +153,31 @@ async def _invoke(args: list[str]) -> Any:
     return await asyncio.to_thread(CliRunner().invoke, main, args)
 
 
+async def test_read_says_why_a_point_is_bad(slave_bin: Path, tmp_path: Path) -> None:
+    """`batigate read` (no agent running: it opens the bus itself) against libmodbus."""
+    points = [{"name": "ok", "register": "holding:6"}, {"name": "hole", "register": "holding:7"},
+              {"name": "na", "register": "holding:30", "not_available": 65535},
+              {"name": "nan", "register": "holding:32", "type": "float32"}]
+    with tcp_slave(slave_bin, tmp_path) as slave:
+        path = write_config(tmp_path, buses=[{"id": "lan", "driver": "modbus-tcp",
+                                              "host": "127.0.0.1", "port": slave.port}],
+                            devices=[{"id": "vmc", "bus": "lan", "address": 4, "poll": "1s",
+                                      "timeout": "500ms", "points": points}])
+        as_json = await _invoke(["read", "vmc", "--json", "--config", str(path)])
+        table = await _invoke(["read", "vmc", "--config", str(path)])
+    assert as_json.exit_code == 0, as_json.output
+    assert {p["n"]: (p["v"], p["q"], p.get("reason")) for p in
+            json.loads(as_json.output)["points"]} == {
+        "ok": (406, "good", None),
+        "hole": (None, "bad", "refused by the device: exception 02 (illegal data address)"),
+        "na": (None, "bad", "not available (the device sent 65535)"),
+        "nan": (None, "bad", "the device sent NaN (float32)")}
+    assert table.exit_code == 0, table.output
+    text = " ".join(table.output.split())  # rich may wrap the column
+    for reason in ("exception 02", "not available", "NaN"):
+        assert reason in text, table.output
+
+
 async def test_scan_finds_every_unit_after_libmodbus_refuses_identification_slowly(
         slave_bin: Path, tmp_path: Path) -> None:
     """libmodbus answers FC 43 with exception 01 only after 0.5 s, longer than the scan waits,
