@@ -127,6 +127,8 @@ class ModbusLink:
             ok = False
         except (SerialException, termios.error, OSError, ValueError) as exc:
             self._client.close()
+            if not self.bus.is_rtu:
+                raise DeviceUnavailable(f"cannot connect to {self.peer}: {_why(exc)}") from None
             raise PortRefused(f"cannot open serial port {self.peer}: {_why(exc)}") from None
         if not ok:
             self._client.close()
