@@ -87,8 +87,8 @@ class Rs485Line:
     def frames(self) -> list[dict[str, Any]]:
         if not self.frames_path.exists():
             return []
-        return [json.loads(line) for line in self.frames_path.read_text().splitlines()
-                if line.strip()]
+        complete = self.frames_path.read_text().split("\n")[:-1]  # not a line being written
+        return [json.loads(line) for line in complete if line.strip()]
 
     def master_violations(self) -> list[dict[str, Any]]:
         return [f for f in self.frames() if f["violation"]]

@@ -105,6 +105,19 @@ async def test_without_the_silence_the_stand_in_sees_frames_too_close(
     assert statistics.median(f["silence"] for f in violations) < 0.00401
 
 
+async def test_gap_lengthens_the_silence(slave_bin: Path, tmp_path: Path) -> None:
+    with rs485_line(slave_bin, tmp_path, baud=19200, parity="N", stopbits=1) as line:
+        bus = ModbusBusConfig.model_validate({**rtu_bus(line.port, 19200, "N", 1),
+                                              "gap": "20ms"})
+        async with ModbusDriver(bus) as driver:
+            for _ in range(3):
+                await driver.poll(device(1, POINTS))
+        await asyncio.sleep(0.05)
+        frames = line.frames()
+    silences = [f["silence"] for f in frames if f["from"] == "m" and f["silence"] is not None]
+    assert len(silences) >= 11 and min(silences) >= 0.020
+
+
 async def test_scan_over_rtu_finds_the_units_on_the_line(slave_bin: Path,
                                                          tmp_path: Path) -> None:
     with rs485_line(slave_bin, tmp_path, baud=19200, parity="N", stopbits=1,
