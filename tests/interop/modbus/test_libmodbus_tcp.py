@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from agent import config as config_mod
 from agent.cli import main
 from agent.errors import DriverError
 from agent.models import Quality
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver
 from tests.cli.helpers import write_config
+from tests.integration.helpers import running_agent
 from tests.interop.modbus.conftest import tcp_slave
 
 READ_FCS = {1, 2, 3, 4}
@@ -176,6 +178,26 @@ async def test_read_says_why_a_point_is_bad(slave_bin: Path, tmp_path: Path) -> 
     text = " ".join(table.output.split())  # rich may wrap the column
     for reason in ("exception 02", "not available", "NaN"):
         assert reason in text, table.output
+
+
+async def test_the_running_agent_says_why_too(slave_bin: Path, tmp_path: Path) -> None:
+    """Through the agent's control socket: `device.read` (batigate read) and `point.read`."""
+    points = [{"name": "ok", "register": "holding:6"}, {"name": "hole", "register": "holding:7"}]
+    with tcp_slave(slave_bin, tmp_path) as slave:
+        path = write_config(tmp_path, buses=[{"id": "lan", "driver": "modbus-tcp",
+                                              "host": "127.0.0.1", "port": slave.port}],
+                            devices=[{"id": "vmc", "bus": "lan", "address": 4, "poll": "1s",
+                                      "timeout": "500ms", "points": points}])
+        config = config_mod.load(path)
+        async with running_agent(config):
+            whole = await _invoke(["read", "vmc", "--json", "--config", str(path)])
+            one = await _invoke(["read", "vmc", "hole", "--json", "--config", str(path)])
+    reason = "refused by the device: exception 02 (illegal data address)"
+    assert whole.exit_code == 0 and one.exit_code == 0, (whole.output, one.output)
+    assert json.loads(whole.output)["via"] == "agent"
+    assert [p.get("reason") for p in json.loads(whole.output)["points"]] == [None, reason]
+    assert json.loads(one.output)["points"] == [{"n": "hole", "v": None, "u": None, "q": "bad",
+                                                 "reason": reason}]
 
 
 async def test_scan_finds_every_unit_after_libmodbus_refuses_identification_slowly(
