@@ -54,13 +54,15 @@ def read(device: str, point: str | None, config_path: Path, socket_path: Path | 
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"{dev.id} (via {via})")
-    for column in ("point", "value", "unit", "quality"):
+    reasons = any(item.get("reason") for item in result["points"])
+    for column in ("point", "value", "unit", "quality", *(("why",) if reasons else ())):
         table.add_column(column)
     for item in result["points"]:
         quality = item["q"]
         style = {"good": "green", "uncertain": "yellow"}.get(quality, "red")
+        why = (item.get("reason") or "",) if reasons else ()
         table.add_row(item["n"], "—" if item["v"] is None else str(item["v"]), item["u"] or "",
-                      f"[{style}]{quality}[/]")
+                      f"[{style}]{quality}[/]", *why)
     console().print(table)
 
 
@@ -93,7 +95,8 @@ async def _read(config: Any, device: Any, point: str | None,
     result = answer["result"]
     if point is not None:
         result = {"dev": result["dev"], "ts": result["ts"],
-                  "points": [{k: result[k] for k in ("n", "v", "u", "q")}]}
+                  "points": [{k: result[k] for k in ("n", "v", "u", "q", "reason")
+                              if k in result}]}
     return result, "agent"
 
 
@@ -111,11 +114,15 @@ async def _read_direct(config: Any, device: Any, point: str | None) -> dict[str,
             async with asyncio.timeout(ceiling):
                 values = list(await driver.poll(device))
     except (DriverError, TimeoutError) as exc:
-        return {"error": f"{device.id} did not answer: {exc or 'timeout'}"}
+        why = str(exc) or "timeout"
+        if why.startswith(("serial port", "cannot open serial port")):
+            return {"error": f"{device.id}: {why}"}  # the bus never opened: nothing was asked
+        return {"error": f"{device.id} did not answer: {why}"}
     ts = time.time()
     readings = Normalizer(device).readings(values, ts)
     return {"dev": device.id, "ts": round(ts, 3),
-            "points": [{"n": r.name, "v": r.value, "u": r.unit, "q": r.quality.value}
+            "points": [{"n": r.name, "v": r.value, "u": r.unit, "q": r.quality.value,
+                        **({"reason": r.reason} if r.reason else {})}
                        for r in readings if point is None or r.name == point]}
 
 

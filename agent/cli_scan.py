@@ -119,20 +119,24 @@ async def _scan_modbus(bus: Any, units: list[int], timeout: float,
             await link.open(max(timeout, 2.0))
         except DeviceUnavailable as exc:
             return [], f"bus {bus.id}: {exc}"
+        # Every unit is found first, identified after: a device that mishandles FC 43 (libmodbus
+        # answers it late over TCP; over RTU it misreads the frame, and so do the other libmodbus
+        # slaves that hear it) then cannot hide the units probed after it.
         with progress() as bar:
             task = bar.add_task(f"scanning {bus.id}", total=len(units), visible=not quiet)
             for unit in units:
                 try:
                     await link.open(max(timeout, 2.0))
                     await link.read("holding", 0, 1, unit, timeout)
-                    answered = True
-                except Refused:
-                    answered = True  # an exception answer is an answer: someone is there
+                    found.append({"unit": unit})
+                except Refused:  # an exception answer is an answer: someone is there
+                    found.append({"unit": unit})
                 except DeviceUnavailable:
-                    answered = False
-                if answered:
-                    found.append({"unit": unit,
-                                  "identification": await _identify(link, unit, timeout)})
+                    pass
+                bar.advance(task)
+            task = bar.add_task("identification", total=len(found), visible=not quiet)
+            for entry in found:
+                entry["identification"] = await _identify(link, entry["unit"], timeout)
                 bar.advance(task)
     finally:
         link.close()
@@ -145,6 +149,7 @@ async def _identify(link: Any, unit: int, timeout: float) -> dict[str, str] | No
     from drivers.modbus.link import Refused  # noqa: PLC0415
 
     try:
+        await link.open(max(timeout, 2.0))
         info = await link.identify(unit, timeout)
     except (Refused, DeviceUnavailable):
         return None

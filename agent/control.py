@@ -249,8 +249,8 @@ async def device_read(agent: Any, args: dict[str, Any]) -> dict[str, Any]:
     readings = await fresh_readings(agent, device)
     ts = readings[0].ts if readings else agent.clock.time()
     return {"dev": device.id, "ts": round(ts, 3),
-            "points": [{"n": r.name, "v": r.value, "u": r.unit, "q": r.quality.value}
-                       for r in readings]}
+            "points": [{"n": r.name, "v": r.value, "u": r.unit, "q": r.quality.value,
+                        **({"reason": r.reason} if r.reason else {})} for r in readings]}
 
 
 # -- client ---------------------------------------------------------------------------------------

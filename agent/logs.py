@@ -12,6 +12,8 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The protocol libraries are chatty at INFO (every reconnect attempt): keep them to warnings.
-    for noisy in ("pymodbus", "batigate.mqtt"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The MQTT library is chatty at INFO (every reconnect attempt): keep it to warnings.
+    logging.getLogger("batigate.mqtt").setLevel(logging.WARNING)
+    # pymodbus logs every unanswered request at ERROR with its last 20 frames; the poller already
+    # says once that a device is down. `log.level` (logger pymodbus) brings it back to diagnose.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

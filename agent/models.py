@@ -22,6 +22,7 @@ class PointValue:
     value: Value | None
     quality: Quality = Quality.GOOD
     unit: str | None = None  # SenML unit of a value the config does not declare (M-Bus auto names)
+    reason: str | None = None  # why the quality is not good (exception 02, not available, NaN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Reading:
     unit: str | None
     ts: float
     quality: Quality = Quality.GOOD
+    reason: str | None = None  # why the quality is bad, for the technician (`batigate read`)
 
 
 class DeviceState(StrEnum):

@@ -29,5 +29,5 @@ class Normalizer:
             if not synced and quality is Quality.GOOD:
                 quality = Quality.UNCERTAIN  # the timestamp cannot be trusted yet
             out.append(Reading(self.device, pv.name, None if quality is Quality.BAD else value,
-                               unit, ts, quality))
+                               unit, ts, quality, pv.reason))
         return out

@@ -163,7 +163,8 @@ async def point_read(call: Call, args: PointArgs) -> Outcome:
     if reading is None:
         raise Problem(Code.FAILED, f"the driver returned no value for {point.name}")
     return ok({"dev": device.id, "n": point.name, "v": reading.value, "u": reading.unit,
-               "q": reading.quality.value, "ts": round(reading.ts, 3)})
+               "q": reading.quality.value, "ts": round(reading.ts, 3),
+               **({"reason": reading.reason} if reading.reason else {})})
 
 
 def _check_value(device: DeviceConfig, point: PointConfig, value: bool | float) -> None:

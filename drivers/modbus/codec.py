@@ -21,7 +21,8 @@ _FLOAT32_MAX = 3.4028234663852886e38
 
 
 class DecodeError(ValueError):
-    """The registers hold no usable value (NaN, infinity): the point's quality is BAD."""
+    """The registers hold no usable value (NaN, infinity, the device's "not available"): the
+    point's quality is BAD; the message is the reason shown to the technician."""
 
 
 def decode_bit(point: ModbusPointConfig, bit: bool) -> bool:
@@ -34,12 +35,12 @@ def decode(point: ModbusPointConfig, words: Sequence[int]) -> Value:
     """Turn the `point.span` registers read for `point` into its engineering value."""
     raw = words[0] if point.type == "bool" else _unpack(point, words)
     if raw == point.not_available:
-        raise DecodeError(f"{point.name}: the device says not available ({raw})")
+        raise DecodeError(f"not available (the device sent {raw})")
     if point.type == "bool":
         return bool(raw >> point.bit & 1) if point.bit is not None else raw != 0
     if point.type == "float32":
         if not math.isfinite(raw):
-            raise DecodeError(f"{point.name}: float32 registers hold {raw}")
+            raise DecodeError(f"the device sent {'NaN' if math.isnan(raw) else raw} (float32)")
         # float32 carries ~7 significant digits; printing more only shows conversion noise.
         raw = float(f"{raw:.7g}")
     return _scaled(point, raw)

@@ -85,7 +85,8 @@ class ModbusBusConfig(BusConfig):
     parity: Literal["N", "E", "O"] = "E"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[8] = 8
-    gap: Gap = Field(0.0, description="silence kept between two requests (slow RTU slaves)")
+    gap: Gap = Field(0.0, description="silence kept before each request; on RTU only when "
+                     "longer than the 3.5 characters always kept (slow slaves, gateways)")
     max_gap: int = Field(8, ge=0, le=120,
                          description="unused registers a coalesced read may bridge")
 

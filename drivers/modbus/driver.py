@@ -76,10 +76,10 @@ class ModbusDriver:
             try:
                 data = await link.read(block.table, block.start, block.count, device.address,
                                        device.timeout)
-            except DeviceUnavailable:
+            except DeviceUnavailable as exc:
                 if not answered:
                     raise  # a dead slave must not cost one timeout per block
-                self._mark_bad(device, block, results)
+                self._mark_bad(device, block, results, f"no answer to this read ({exc})")
                 continue
             except Refused as exc:
                 if exc.code in GATEWAY_NO_DEVICE and not answered:
@@ -88,7 +88,7 @@ class ModbusDriver:
                 if exc.code == ILLEGAL_ADDRESS and len(split(block)) > 1:
                     queue[:0] = self._split(device, block)  # read the pieces right away
                 else:  # a single register (bits of one word included) refused: those are bad
-                    self._mark_bad(device, block, results)
+                    self._mark_bad(device, block, results, f"refused by the device: {exc}")
                 continue
             answered = True
             self._decode(device, block, data, results)
@@ -150,9 +150,10 @@ class ModbusDriver:
         return pieces
 
     def _mark_bad(self, device: ModbusDeviceConfig, block: Block,
-                  results: dict[int, PointValue]) -> None:
+                  results: dict[int, PointValue], reason: str) -> None:
         for need in block.needs:
-            results[need.index] = PointValue(device.points[need.index].name, None, Quality.BAD)
+            results[need.index] = PointValue(device.points[need.index].name, None, Quality.BAD,
+                                             reason=reason)
 
     def _decode(self, device: ModbusDeviceConfig, block: Block, data: list[int] | list[bool],
                 results: dict[int, PointValue]) -> None:
@@ -164,7 +165,7 @@ class ModbusDriver:
                     value: Value = codec.decode_bit(point, bool(data[offset]))
                 else:
                     value = codec.decode(point, [int(w) for w in data[offset:offset + need.span]])
-            except codec.DecodeError:
-                results[need.index] = PointValue(point.name, None, Quality.BAD)
+            except codec.DecodeError as exc:
+                results[need.index] = PointValue(point.name, None, Quality.BAD, reason=str(exc))
                 continue
             results[need.index] = PointValue(point.name, value)

@@ -104,13 +104,26 @@ def split(block: Block) -> list[Block]:
     """Smaller blocks for a block the device refused with ILLEGAL ADDRESS.
 
     Devices with holes in their register map refuse a read that bridges a hole, so the first split
-    reads only contiguous runs; a run that is still refused is split into one read per point.
+    reads only contiguous runs. A run that is still refused is cut in two halves, at a point
+    boundary: the half without the refused register is read in one request, the other is cut
+    again, until the refused point stands alone. The good neighbours of one refused register
+    then cost about 2 log2(n) reads once and a few reads per poll after, not one read per point.
+    Points on the same registers (bits of one status word) are never separated. A block that
+    cannot be cut any more comes back alone.
     """
     if block.has_holes:
         return coalesce(block.needs, max_gap=0)
-    # Points on the same registers (bits of one status word) still share their read.
     same: dict[tuple[int, int], list[Need]] = {}
     for need in sorted(block.needs, key=lambda n: (n.address, n.span)):
         same.setdefault((need.address, need.span), []).append(need)
-    return [Block(block.table, address, span, tuple(group))
-            for (address, span), group in same.items()]
+    groups = list(same.values())
+    if len(groups) < 2:
+        return [block]
+    middle = len(groups) // 2
+    return [_block_of(block.table, [n for group in half for n in group])
+            for half in (groups[:middle], groups[middle:])]
+
+
+def _block_of(table: Table, needs: list[Need]) -> Block:
+    start = min(n.address for n in needs)
+    return Block(table, start, max(n.end for n in needs) - start, tuple(needs))

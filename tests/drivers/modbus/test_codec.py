@@ -52,7 +52,7 @@ def test_scale_and_offset_without_binary_noise() -> None:
 
 
 def test_nan_is_not_a_value() -> None:
-    with pytest.raises(codec.DecodeError, match="nan"):
+    with pytest.raises(codec.DecodeError, match="the device sent NaN"):
         codec.decode(point(type="float32"), [0x7FC0, 0x0000])
 
 
