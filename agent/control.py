@@ -226,6 +226,7 @@ def status(agent: Any) -> dict[str, Any]:
                    "connected": uplink.connected.is_set(), "connections": uplink.connections,
                    "published": uplink.published, "refused": uplink.refused,
                    "last_error": uplink.last_error},
+        "command_auth": agent.commands.auth,
         "devices": devices,
         "alarms": agent.engine.active() if agent.engine is not None else [],
         "outbox": {"depth": outbox["depth"], "oldest_age": outbox["oldest_age"],
