@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from agent import config as config_mod
 from agent import health, logbuffer, reconfigure
-from agent.commands import confirm
+from agent.commands import confirm, paths
 from agent.commands.models import (AlarmAckArgs, AuditArgs, Code, ConfigApplyArgs, DeviceArgs,
                                    LogGetArgs, LogLevelArgs, MaintenanceArgs, NoArgs, Outcome,
                                    PointArgs, Problem, ResendArgs, Status, WriteArgs, ok)
@@ -273,6 +273,10 @@ async def config_apply(call: Call, args: ConfigApplyArgs) -> Outcome:
     if new.gateway.id != agent.config.gateway.id:
         raise Problem(Code.UNPROCESSABLE, "gateway.id cannot change remotely (it is the "
                       "certificate name and the MQTT client id)")
+    refused = paths.confine(new, agent.config)
+    if refused:
+        raise Problem(Code.UNPROCESSABLE, f"{len(refused)} path(s) refused for a remote apply: "
+                      + "; ".join(refused[:3]), {"problems": refused[:50]})
     if new.digest == agent.config.digest:
         return ok({"digest": new.digest, "changed": False})
     staged = confirm.stage(path, text, confirm_within=args.confirm_within, now=call.now,
