@@ -8,8 +8,9 @@ cannot push out the record that matters:
 - kept rows: signed commands, commands that changed something, local (control socket) commands.
   Kept `keep_days`; at most MAX_KEPT rows (only a lab gateway that runs anonymous writes can
   reach it, and then it says so in the log).
-- noise rows: anonymous refusals and anonymous harmless commands, which anyone who can publish
-  on `cmd/req` can send by the thousand: the last MAX_NOISE only, and a count of all of them.
+- noise: anonymous refusals and anonymous harmless commands, which anyone who can publish on
+  `cmd/req` can send by the thousand: counted, logged, and the last MAX_NOISE kept in memory
+  only (a flood costs no disk write, and cannot touch the kept rows).
 
 Arguments are stored as given except for what may hold secrets: a config document is replaced by
 its digest, URL credentials and query values are masked (agent.redact.urls).
@@ -18,9 +19,11 @@ its digest, URL credentials and query values are masked (agent.redact.urls).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import sqlite3
+from collections import deque
 from typing import Any
 
 from agent.redact import url, urls
@@ -52,11 +55,9 @@ class AuditTrail:
         self._db = db
         self.keep_seconds = keep_days * 86400
         self.noise = 0  # anonymous refusals and harmless commands seen since the start
+        self._noise: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_NOISE)
+        self._order = itertools.count()
         db.executescript(_SCHEMA)
-        have = {r[1] for r in db.execute("PRAGMA table_info(cmd_audit)")}
-        if "kept" not in have:  # a file of an earlier version: its rows count as kept
-            db.execute("ALTER TABLE cmd_audit ADD COLUMN kept INTEGER NOT NULL DEFAULT 1")
-        db.execute("CREATE INDEX IF NOT EXISTS cmd_audit_kept ON cmd_audit (kept, n)")
 
     def record(self, *, ts: float, cmd_id: str | None, op: str, by: str | None, signed: bool,
                args: Any, answer: dict[str, Any], kept: bool | None = None) -> None:
@@ -68,38 +69,36 @@ class AuditTrail:
         error = url(str(error)) if error else None
         log.info("command %s op=%s by=%s signed=%s -> %s %s%s", cmd_id, op, by or "?", signed,
                  status, code, f" ({error})" if error else "")
-        self._db.execute("INSERT INTO cmd_audit (ts, id, op, by, signed, args, status, code, "
-                         "error, kept) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         (ts, cmd_id, op, by, int(signed), text, status, code, error, int(kept)))
-        if kept:
-            self._db.execute("DELETE FROM cmd_audit WHERE kept = 1 AND ts < ?",
-                             (ts - self.keep_seconds,))
-            self._trim(1, MAX_KEPT)
-        else:
+        if not kept:
             self.noise += 1
-            self._trim(0, MAX_NOISE)
-
-    def _trim(self, kept: int, limit: int) -> None:
-        surplus = self._db.execute("SELECT COUNT(*) FROM cmd_audit WHERE kept = ?",
-                                   (kept,)).fetchone()[0] - limit
-        if surplus <= 0:
+            self._noise.append((next(self._order), {
+                "ts": ts, "id": cmd_id, "op": op, "by": by, "signed": signed, "args": text,
+                "status": status, "code": code, "error": error, "kept": False}))
             return
-        if kept:
-            log.warning("audit trail: more than %d kept entries in %.0f days (anonymous writes "
-                        "on a lab gateway?): the oldest go", limit, self.keep_seconds / 86400)
-        self._db.execute("DELETE FROM cmd_audit WHERE n IN (SELECT n FROM cmd_audit WHERE "
-                         "kept = ? ORDER BY n LIMIT ?)", (kept, surplus))
+        self._db.execute("INSERT INTO cmd_audit (ts, id, op, by, signed, args, status, code, "
+                         "error) VALUES (?,?,?,?,?,?,?,?,?)",
+                         (ts, cmd_id, op, by, int(signed), text, status, code, error))
+        self._db.execute("DELETE FROM cmd_audit WHERE ts < ?", (ts - self.keep_seconds,))
+        surplus = self._db.execute("SELECT COUNT(*) FROM cmd_audit").fetchone()[0] - MAX_KEPT
+        if surplus > 0:
+            log.warning("audit trail: more than %d entries in %.0f days (anonymous writes on a "
+                        "lab gateway?): the oldest go", MAX_KEPT, self.keep_seconds / 86400)
+            self._db.execute("DELETE FROM cmd_audit WHERE n IN (SELECT n FROM cmd_audit "
+                             "ORDER BY n LIMIT ?)", (surplus,))
 
     def recent(self, count: int, *, noise: bool = True) -> list[dict[str, Any]]:
+        """The last `count` entries, oldest first (the kept ones, and the noise in memory)."""
         rows = self._db.execute(
-            "SELECT ts, id, op, by, signed, args, status, code, error, kept FROM cmd_audit "
-            f"{'' if noise else 'WHERE kept = 1 '}ORDER BY n DESC LIMIT ?", (count,)).fetchall()
-        keys = ("ts", "id", "op", "by", "signed", "args", "status", "code", "error", "kept")
-        out = [dict(zip(keys, row, strict=True)) for row in reversed(rows)]
+            "SELECT ts, id, op, by, signed, args, status, code, error FROM cmd_audit "
+            "ORDER BY n DESC LIMIT ?", (count,)).fetchall()
+        keys = ("ts", "id", "op", "by", "signed", "args", "status", "code", "error")
+        out = [dict(zip(keys, row, strict=True), kept=True) for row in rows]
         for entry in out:
             entry["signed"] = bool(entry["signed"])
-            entry["kept"] = bool(entry["kept"])
-        return out
+        if noise:
+            out += [entry for _, entry in list(self._noise)[-count:]]
+        out.sort(key=lambda e: e["ts"])
+        return out[-count:]
 
 
 def _scrub(op: str, args: Any) -> Any:
