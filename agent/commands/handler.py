@@ -154,7 +154,12 @@ class CommandHandler:
         except store.StoreFull:
             raise Problem(Code.UNAVAILABLE, f"{store.MAX_PROTECTED} unexpired commands are on "
                           "record: try again when some have expired") from None
-        body = await self._run(request, operation, signed, now)
+        try:
+            body = await self._run(request, operation, signed, now)
+        except Exception:  # the isolation boundary, here so that the record gets the answer
+            log.exception("command %s (%s) failed", request.id, request.op)
+            body = answer(request.id, Problem(Code.FAILED, "internal error (see the gateway "
+                                              "log)"), op=request.op, ts=now)
         self.cache.finish(request.id, body)
         self._audit(request, signed=signed, body=body, now=now, kept=protected)
         return body

@@ -112,3 +112,17 @@ async def test_a_full_replay_record_refuses_rather_than_forgets(
         assert again["replayed"] is True  # the first ones are still on record
     finally:
         agent.outbox.close()
+
+
+async def test_a_command_that_raised_is_recorded_failed_and_a_replay_gets_that_answer(
+        tmp_path: Path) -> None:
+    agent = built(tmp_path, {})
+    try:
+        agent.outbox.stats = None  # type: ignore[assignment]  # buffer.stats now raises
+        body = request("buffer.stats")
+        first = await send(agent.commands, body)
+        assert (first["status"], first["code"]) == ("failed", 500)
+        again = await send(agent.commands, body)
+        assert again["replayed"] is True and again["code"] == 500  # not "being carried out"
+    finally:
+        agent.outbox.close()
