@@ -130,8 +130,8 @@ def config_check(file: Path, as_json: bool) -> None:
                                "command_auth": config.commands.auth}))
     else:
         click.echo(f"{file}: OK ({len(config.buses)} buses, {len(config.devices)} devices, "
-                   f"{points} points, {len(config.rules)} rules; command auth "
-                   f"{config.commands.auth})")
+                   f"{points} points, {len(config.rules)} rules)")
+        click.echo(f"{file}: command auth {config.commands.auth}")
         if config.mqtt.tls is None:
             click.echo(f"{file}: warning: mqtt.tls is off (lab brokers only)", err=True)
         if config.commands.auth == "unsigned-allow":

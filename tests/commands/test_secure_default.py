@@ -126,3 +126,17 @@ async def test_a_command_that_raised_is_recorded_failed_and_a_replay_gets_that_a
         assert again["replayed"] is True and again["code"] == 500  # not "being carried out"
     finally:
         agent.outbox.close()
+
+
+def test_config_check_says_the_mode_and_warns_about_a_lab_setting(tmp_path: Path) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from agent.cli import main  # noqa: PLC0415
+
+    lab = write(tmp_path, config_doc(tmp_path))  # commands.unsigned: allow
+    result = CliRunner().invoke(main, ["config", "check", str(lab)])
+    assert result.exit_code == 0, result.output
+    assert "command auth unsigned-allow" in result.output and "labs only" in result.output
+    plain = write(tmp_path, config_doc(tmp_path, commands={}))
+    result = CliRunner().invoke(main, ["config", "check", str(plain)])
+    assert "command auth unsigned-readonly" in result.output
