@@ -176,3 +176,23 @@ async def test_a_retained_command_runs_once_across_restarts_and_never_after_a_cr
         assert sim.devices[3].setpoint == 70  # type: ignore[attr-defined]  # never re-run
         assert agent.alive
         await agent.stop()
+
+
+async def test_a_remote_config_cannot_aim_the_control_socket_at_the_previous_config(
+        tmp_path: Path, broker: Mosquitto, modbus_building: tuple[ModbusBuilding, int]) -> None:
+    """Finding 9, on a lab gateway that runs anonymous commands: the apply is refused with the
+    reason, the previous config stays, the agent keeps running."""
+    _, modbus_port = modbus_building
+    path = write_config(tmp_path, broker_port=broker.port, modbus_port=modbus_port,
+                        devices=[VMC_A], commands={"unsigned": "allow"})
+    previous = tmp_path / "gateway.yaml.prev"
+    previous.write_text(path.read_text())  # what an earlier apply left for rollbacks
+    doc = yaml.safe_load(path.read_text())
+    doc["control"]["socket"] = str(previous)
+    async with running_agent(load(path)) as agent, backend(broker.port) as peer:
+        answer = await peer.ask(req("config.apply", {"config": yaml.safe_dump(doc)}))
+        assert (answer["status"], answer["code"]) == ("rejected", 422), answer
+        assert "control.socket" in answer["error"] and "side files" in answer["error"]
+        assert not agent.restart_requested.is_set()
+        assert (await peer.ask(req("ping")))["status"] == "succeeded"
+    assert previous.read_text() == path.read_text()
