@@ -126,12 +126,20 @@ def config_check(file: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": True, "buses": len(config.buses),
                                "devices": len(config.devices), "points": points,
-                               "rules": len(config.rules), "digest": config.digest}))
+                               "rules": len(config.rules), "digest": config.digest,
+                               "command_auth": config.commands.auth}))
     else:
         click.echo(f"{file}: OK ({len(config.buses)} buses, {len(config.devices)} devices, "
                    f"{points} points, {len(config.rules)} rules)")
+        click.echo(f"{file}: command auth {config.commands.auth}")
         if config.mqtt.tls is None:
             click.echo(f"{file}: warning: mqtt.tls is off (lab brokers only)", err=True)
+        if config.commands.auth == "unsigned-allow":
+            click.echo(f"{file}: warning: commands.unsigned: allow: any command runs unsigned "
+                       "(labs only)", err=True)
+        elif config.commands.auth == "unsigned-readonly":
+            click.echo(f"{file}: note: no commands.public_key: remote commands are limited to "
+                       "ping, rebirth, health, point.read, poll.now, buffer.stats", err=True)
 
 
 @config_group.command("show")

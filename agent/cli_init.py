@@ -124,6 +124,11 @@ def _ask_bus(existing: set[str]) -> dict[str, Any]:
 @click.option("--no-tls", is_flag=True, help="plain MQTT (lab brokers only)")
 @click.option("--bus", "buses", multiple=True,
               help="ID:DRIVER:key=value,... (repeat), e.g. lan:modbus-tcp:host=192.0.2.10")
+@click.option("--command-key", type=click.Path(path_type=Path),
+              help="the operations team's Ed25519 command public key (PEM or base64); without "
+                   "it, remote commands are limited to the harmless ones")
+@click.option("--allow-unsigned-commands", is_flag=True,
+              help="labs only: any command runs unsigned (commands.unsigned: allow)")
 @click.option("--buffer", "buffer_path", type=click.Path(path_type=Path),
               help="outbox file (/var/lib/batigate/outbox.db)")
 @click.option("--socket", "socket_path", type=click.Path(path_type=Path),
@@ -135,10 +140,12 @@ def _ask_bus(existing: set[str]) -> dict[str, Any]:
 @json_option
 def init(gateway_id: str | None, site: str | None, broker_host: str | None,
          broker_port: int | None, ca: Path | None, cert: Path | None, key: Path | None,
-         no_tls: bool, buses: tuple[str, ...], buffer_path: Path | None,
+         no_tls: bool, buses: tuple[str, ...], command_key: Path | None,
+         allow_unsigned_commands: bool, buffer_path: Path | None,
          socket_path: Path | None, output: Path, force: bool, no_input: bool,
          as_json: bool) -> None:
-    """Write a first config: gateway id, site, broker, certificate paths, buses.
+    """Write a first config: gateway id, site, broker, certificate paths, the operations team's
+    command key, buses.
 
     Asks for what the flags do not give (and refuses invalid answers at the prompt). Devices
     come next, with `batigate scan ... --add` or by hand.
@@ -180,6 +187,7 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
                              "/etc/batigate/gw.crt")),
             "key": str(need(key, "--key", "gateway private key", Path, "/etc/batigate/gw.key")),
         }
+    commands = _commands(command_key, allow_unsigned_commands, interactive, as_json)
     bus_list: list[dict[str, Any]] = []
     for spec in buses:
         try:
@@ -193,6 +201,8 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
                            "buffer": {"path": str(buffer_path or "/var/lib/batigate/outbox.db")}}
     if socket_path is not None:
         doc["control"] = {"socket": str(socket_path)}
+    if commands:
+        doc["commands"] = commands
     doc["buses"] = bus_list
     doc["devices"] = []
     text = write_config(doc, output, as_json)
@@ -202,6 +212,45 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
         click.echo(text, nl=False)
         click.echo(f"written to {output}; next: `batigate provision`, then `batigate scan` to "
                    "find the devices", err=True)
+        if not commands:
+            click.echo("note: no command key: remote commands are limited to ping, rebirth, "
+                       "health, point.read, poll.now and buffer.stats (add commands.public_key "
+                       "to manage this gateway remotely)", err=True)
+
+
+def command_key(value: str | Path) -> str:
+    """A readable Ed25519 public key file, or '' for none."""
+    from agent import signing  # noqa: PLC0415
+
+    text = str(value).strip()
+    if not text:
+        return ""
+    try:
+        signing.load_public_key(Path(text))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{text}: not a readable Ed25519 public key ({exc})") from None
+    return str(Path(text).absolute())
+
+
+def _commands(key: Path | None, allow_unsigned: bool, interactive: bool,
+              as_json: bool) -> dict[str, Any]:
+    """The `commands:` section: the operations team's key (asked by default), or a lab's
+    `unsigned: allow`, or nothing (the secure default: harmless commands only)."""
+    if key is not None and allow_unsigned:
+        fail("--command-key and --allow-unsigned-commands contradict each other", EXIT_CONFIG,
+             as_json=as_json)
+    if allow_unsigned:
+        return {"unsigned": "allow"}
+    if key is not None:
+        try:
+            return {"public_key": command_key(key)}
+        except click.BadParameter as exc:
+            fail(f"--command-key: {exc.message}", EXIT_CONFIG, as_json=as_json)
+    if not interactive:
+        return {}
+    chosen = _ask("operations team's command public key file (empty: none, remote commands "
+                  "read-only)", command_key, "")
+    return {"public_key": chosen} if chosen else {}
 
 
 def write_config(doc: dict[str, Any], output: Path, as_json: bool) -> str:

@@ -273,6 +273,11 @@ def _print_status(body: dict[str, Any]) -> None:
               f" {link} ({broker['connections']} connection(s), {broker['published']} published)")
     if not broker["connected"] and broker["last_error"]:
         out.print(f"         last error: {broker['last_error']}")
+    auth = body.get("command_auth")  # an agent of an earlier version does not say
+    if auth is not None:
+        colour = {"signed": "green", "signed-writes": "green",
+                  "unsigned-readonly": "yellow"}.get(auth, "red")
+        out.print(f"commands [{colour}]{auth}[/]")
     outbox = body["outbox"]
     out.print(f"outbox   {outbox['depth']} message(s), oldest {age(outbox['oldest_age'])}"
               + (f", {outbox['dropped']} dropped" if outbox["dropped"] else ""))

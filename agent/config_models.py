@@ -102,6 +102,8 @@ class UpdateConfig(Strict):
     health_within: Duration = Field(600.0, ge=30, description="the new release must reach the "
                                     "broker and publish its birth within this, or is rolled back")
     max_mb: float = Field(200, gt=0, description="a larger bundle is refused before download")
+    download_within: Duration = Field(1800.0, ge=1, description="the whole download must end "
+                                      "within this, however slowly the server sends")
 
 
 class BusConfig(Strict):

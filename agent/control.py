@@ -26,6 +26,7 @@ import logging
 import os
 import pwd
 import socket
+import stat
 import struct
 import uuid
 from pathlib import Path
@@ -76,6 +77,8 @@ async def serve(agent: Any) -> None:
 async def start(agent: Any, path: Path) -> asyncio.Server:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):  # never remove a file we did not make
+            raise ControlError(f"{path} exists and is not a socket")
         if await _answers(path):
             raise ControlError("another agent already listens there")
         path.unlink()  # left over by a killed agent
@@ -226,6 +229,7 @@ def status(agent: Any) -> dict[str, Any]:
                    "connected": uplink.connected.is_set(), "connections": uplink.connections,
                    "published": uplink.published, "refused": uplink.refused,
                    "last_error": uplink.last_error},
+        "command_auth": agent.commands.auth,
         "devices": devices,
         "alarms": agent.engine.active() if agent.engine is not None else [],
         "outbox": {"depth": outbox["depth"], "oldest_age": outbox["oldest_age"],

@@ -46,6 +46,9 @@ def demo_config(workdir: Path, building: Any, broker_port: int, protocol: str) -
         "buffer": {"path": str(workdir / "outbox.db"), "commit_interval": "500ms"},
         "control": {"socket": str(workdir / "control.sock")},
         "health": {"interval": "30s"},
+        # A lab on a laptop: anyone on the local broker may send any command, and the agent
+        # says so at start (the secure default, without a key, refuses state changes).
+        "commands": {"unsigned": "allow"},
         **sections,
     }
 

@@ -157,6 +157,10 @@ class Outbox:
         self._pending_bytes = 0
         self._acked: set[int] = set()  # delivered/released, deleted (or marked) at the next commit
         self._sent: set[int] = set()  # backend mode: PUBACKed, waiting for the backend's watermark
+        # Backend mode: PUBACKed by this process and not released yet (kept across reconnections:
+        # only these may a watermark release), and the highest seq ever PUBACKed here.
+        self._published: set[int] = set()
+        self.highest_published = 0
         self._meta_pending: dict[str, Any] = {}
         self._restamp: float | None = None  # clock offset to apply to held rows at next commit
         self.released_upto = 0
@@ -615,6 +619,7 @@ class Outbox:
             if message.seq not in self._acked:
                 self._acked.add(message.seq)
                 self._sent.discard(message.seq)
+                self._published.discard(message.seq)
                 fresh.append(message.seq)
                 self._rows -= 1
                 if not self.retain:
@@ -628,20 +633,25 @@ class Outbox:
     def _mark_sent(self, messages: Sequence[Message]) -> None:
         fresh = [m.seq for m in messages if m.seq not in self._sent and m.seq not in self._acked]
         self._sent.update(fresh)
+        self._published.update(fresh)
+        self.highest_published = max([self.highest_published, *fresh])
         self._db.executemany("INSERT OR IGNORE INTO temp.skip VALUES (?)", [(s,) for s in fresh])
 
     def release_upto(self, seq: int) -> int:
-        """Backend mode: the backend stored everything up to `seq` (its watermark). Those rows are
-        released whether they went out in this connection or an earlier one. Returns how many."""
-        if seq <= self.released_upto:
+        """Backend mode: the backend stored everything up to `seq` (its watermark). The rows this
+        process published (in this connection or an earlier one) up to `seq` are released; a row
+        never published here is not, whatever the watermark says: a forged or stale watermark
+        must not delete what the backend never received. Returns how many."""
+        self.released_upto = max(self.released_upto, seq)
+        covered = [s for s in self._published if s <= seq]
+        if not covered:
             return 0
-        low, self.released_upto = self.released_upto, seq
-        rows = self._db.execute(
-            "SELECT seq, prio, topic, retain, mid, sess, ts, body FROM outbox WHERE seq > ? AND "
-            "seq <= ? AND sent_at IS NULL", (low, seq)).fetchall()
-        messages = [_message(r) for r in rows if r[0] not in self._acked]
-        messages += [_message(r) for r in self._pending.values()
-                     if r[0] <= seq and self.fault is not None]
+        rows = {r[0]: r for r in self._db.execute(
+            "SELECT seq, prio, topic, retain, mid, sess, ts, body FROM outbox WHERE seq IN "
+            f"(SELECT value FROM json_each(?)) AND sent_at IS NULL", (json.dumps(covered),))}
+        messages = [_message(rows[s]) for s in covered if s in rows and s not in self._acked]
+        messages += [_message(self._pending[s]) for s in covered if s in self._pending]
+        self._published.difference_update(covered)
         self._release(messages)
         return len(messages)
 

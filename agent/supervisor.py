@@ -123,6 +123,7 @@ class Agent:
             "rules": [{"id": r.id, "type": r.type, "severity": r.severity}
                       for r in self.config.rules],
             "commands": CommandHandler.operations(),
+            "command_auth": self.commands.auth,
         }
 
     def health(self) -> dict[str, Any]:
@@ -136,8 +137,9 @@ class Agent:
                                  "failures": p.stats.failures, "overruns": p.stats.overruns}
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
-                     "refused": self.uplink.refused},
+                     "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused},
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
+            "command_auth": self.commands.auth,
         }
 
     async def publish_health(self) -> None:

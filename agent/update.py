@@ -42,6 +42,10 @@ from agent import __version__
 from agent.durable import fsync_dir
 
 STALL = 60.0  # a download that receives nothing for this long is abandoned
+DOWNLOAD_WITHIN = 1800.0  # the whole download, whatever trickles in (update.download_within)
+UNPACK_RATIO = 2  # wheels are zip files already: a bundle unpacks to about its own size
+UNPACK_FLOOR = 8 * 2**20  # ... but a tiny bundle may still unpack to a few MiB
+MAX_MEMBERS = 1000
 STEP_TIMEOUT = 900.0  # venv creation, pip install: a Pi 3 on an SD card is slow, not that slow
 MAX_REDIRECTS = 5
 CHUNK = 1 << 16
@@ -72,9 +76,19 @@ def public_url(url: str) -> str:
 
 # -- download ---------------------------------------------------------------------------------
 
-async def fetch(url: str, dest: Path, *, size: int) -> str:
+async def fetch(url: str, dest: Path, *, size: int, within: float = DOWNLOAD_WITHIN) -> str:
     """GET `url` into `dest` (following redirects) and return the sha256 hex of the body; a body
-    of any other length than `size` is an UpdateError."""
+    of any other length than `size`, or a download that takes longer than `within` seconds all
+    told (a server that trickles a byte now and then never stalls), is an UpdateError."""
+    try:
+        async with asyncio.timeout(within):
+            return await _fetch(url, dest, size)
+    except TimeoutError:
+        raise UpdateError(f"the download from {public_url(url)} took more than {within:.0f}s "
+                          "(update.download_within)") from None
+
+
+async def _fetch(url: str, dest: Path, size: int) -> str:
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -133,7 +147,7 @@ async def _body(reader: asyncio.StreamReader, headers: dict[str, str], dest: Pat
     digest = hashlib.sha256()
     received = 0
     with open(dest, "wb") as out:
-        async for chunk in _chunks(reader, headers):
+        async for chunk in _chunks(reader, headers, size):
             received += len(chunk)
             if received > size:  # no need to fetch the rest of a wrong file
                 raise UpdateError(f"the download is larger than the {size} bytes announced")
@@ -146,36 +160,94 @@ async def _body(reader: asyncio.StreamReader, headers: dict[str, str], dest: Pat
     return digest.hexdigest()
 
 
-async def _chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
+async def _chunks(reader: asyncio.StreamReader, headers: dict[str, str],
+                  size: int) -> AsyncIterator[bytes]:
+    """The body in pieces of at most CHUNK bytes: whatever a chunk header announces, nothing
+    larger is ever allocated, and a chunk beyond the announced size ends the download at once."""
     if "chunked" not in headers.get("transfer-encoding", "").lower():
         while chunk := await asyncio.wait_for(reader.read(CHUNK), STALL):
             yield chunk
         return
+    received = 0
     while True:  # RFC 9112 §7.1: hex size line, data, CRLF; size 0 ends (trailers ignored)
-        length = int((await asyncio.wait_for(reader.readline(), STALL)).split(b";")[0], 16)
+        line = await asyncio.wait_for(reader.readline(), STALL)
+        text = line.split(b";")[0].strip()
+        if not text or len(text) > 16:
+            raise ValueError(f"bad chunk size line {line[:40]!r}")
+        length = int(text, 16)
         if length == 0:
             return
-        yield await asyncio.wait_for(reader.readexactly(length), STALL)
+        if received + length > size:
+            raise UpdateError(f"a chunk of {length} bytes: the download is larger than the "
+                              f"{size} bytes announced")
+        received += length
+        while length:
+            piece = await asyncio.wait_for(reader.read(min(CHUNK, length)), STALL)
+            if not piece:
+                raise asyncio.IncompleteReadError(b"", length)
+            length -= len(piece)
+            yield piece
         await reader.readexactly(2)
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+def version_key(text: str) -> tuple[tuple[int, ...], int, int, int]:
+    """An order for PEP 440-style versions: the release numbers (trailing zeros dropped), then
+    dev < alpha < beta < rc < the release < post releases."""
+    match = re.match(r"(\d+(?:\.\d+)*)(.*)", text)
+    if match is None:
+        return ((), 0, 0, 0)
+    release = tuple(int(n) for n in match.group(1).split("."))
+    while len(release) > 1 and release[-1] == 0:
+        release = release[:-1]
+    rest = match.group(2).split("+", 1)[0].lower().lstrip(".-_")
+    label = re.match(r"([a-z]*)[._-]?(\d*)", rest)
+    word, number = (label.group(1), int(label.group(2) or 0)) if label else ("", 0)
+    if not rest:
+        return (release, 0, 0, 0)
+    if word in ("post", "rev", "r", ""):  # 1.0.post1, 1.0r1, 1.0-1
+        return (release, 1, 0, number)
+    order = {"dev": 0, "a": 1, "alpha": 1, "b": 2, "beta": 2}.get(word, 3)  # c, rc, pre
+    return (release, -1, order, number)
 
 
 # -- unpack and install ------------------------------------------------------------------------
 
-async def unpack(bundle: Path, into: Path) -> list[str]:
+def unpack_limit(size: int) -> int:
+    """The most a bundle of `size` bytes may unpack to."""
+    return max(UNPACK_RATIO * size, UNPACK_FLOOR)
+
+
+async def unpack(bundle: Path, into: Path, *, max_bytes: int | None = None) -> list[str]:
     """The bundle's wheels, written flat into `into` by their base name only: no member name can
-    write outside it, and anything but wheels (and directories) is refused."""
+    write outside it, and anything but wheels (and directories) is refused. The sizes in the tar
+    headers are added up before each member is written: a bundle that would unpack to more than
+    `max_bytes` (default `unpack_limit` of its size) is refused before it fills the disk."""
+    limit = unpack_limit(bundle.stat().st_size) if max_bytes is None else max_bytes
     names: list[str] = []
+    total = 0
     try:
         with tarfile.open(bundle, "r:gz") as tar:
-            for member in tar:
+            for count, member in enumerate(tar):
+                if count >= MAX_MEMBERS:
+                    raise UpdateError(f"the bundle holds more than {MAX_MEMBERS} entries")
                 if member.isdir():
                     continue
                 name = PurePosixPath(member.name).name
                 source = tar.extractfile(member) if member.isfile() else None
                 if source is None or not WHEEL.fullmatch(name) or name in names:
                     raise UpdateError(f"the bundle holds {member.name!r}: only wheels, once each")
+                total += member.size
+                if total > limit:
+                    raise UpdateError(f"the bundle unpacks to more than {limit} bytes (at most "
+                                      f"{UNPACK_RATIO}x its size): refused before writing")
+                written = 0
                 with open(into / name, "wb") as out:
                     while chunk := source.read(1 << 20):
+                        written += len(chunk)
+                        if written > member.size:  # never trust one number only
+                            raise UpdateError(f"{name} is larger than its tar header says")
                         out.write(chunk)
                         await asyncio.sleep(0)  # a 30 MB bundle must not stall the event loop
                 names.append(name)

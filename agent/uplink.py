@@ -20,10 +20,11 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import senml
+from agent import senml, signing
 from agent.config import Config
-from agent.outbox import PRIO_TELEMETRY, Message, Outbox, parse_watermark
+from agent.outbox import PRIO_TELEMETRY, Message, Outbox
 from agent.pacing import Pacer
+from agent.watermark import WatermarkGate
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class Uplink:
         self.last_error: str | None = None
         self._client: _Client | None = None
         self._hist_until = 0  # seqs up to this one were held back by an outage: hist = true
+        key = config.commands.public_key
+        self.acks = WatermarkGate(config.gateway.id, signing.load_public_key(key) if key else None,
+                                  clock=clock, skew=config.commands.skew)
 
     @property
     def held_back_until(self) -> int:
@@ -235,7 +239,8 @@ class Uplink:
             self.outbox.rewind()  # unreleased rows of an earlier connection go out again
 
             def on_ack(_client: Any, _userdata: Any, message: Any) -> None:
-                seq = parse_watermark(message.payload)
+                seq = self.acks.judge(message.payload, retained=bool(message.retain),
+                                      highest_published=self.outbox.highest_published)
                 if seq is not None:
                     self.outbox.release_upto(seq)
 

@@ -1,15 +1,18 @@
 """`CommandHandler`: from the bytes of one `cmd/req` message to the answer for `cmd/res`.
 
-    bytes ─► size ─► decode (JSON | CBOR) ─► shape ─► replay cache ─► envelope ─► op known?
-          ─► signature + audience ─► expiry ─► arguments ─► run ─► cache + audit ─► answer
+    bytes ─► size ─► decode (JSON | CBOR) ─► shape ─► record (replay?) ─► envelope ─► op known?
+          ─► signature + audience (or: may it run unsigned?) ─► expiry ─► marked running
+          ─► arguments ─► run ─► answer recorded + audit ─► answer
 
 Each step that fails answers `rejected` with a code and a reason, with the id whenever one could
 be read (`"id": null` otherwise). Nothing a sender puts in a message can raise out of `__call__`:
 the one broad `except` below is the isolation boundary that turns a bug in an operation into
 `failed 500` and a log line with the traceback.
 
-Only answers to authenticated, unexpired commands are cached: otherwise anyone could squat an id
-with an unsigned message and make the real command look like a replay.
+Only commands that passed authentication and expiry are recorded (store.py). A record of an
+anonymous harmless command never blocks a different request with the same id: otherwise anyone
+could squat an id and make the real command look like a replay. Without `commands.public_key`,
+only the HARMLESS operations run unless `commands.unsigned: allow` (DESIGN §3.3).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from agent.clock import Clock
 from agent.commands import confirm, store, update_ops
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
-from agent.commands.ops import OPERATIONS, Call, reload_after_rollback, request_restart
+from agent.commands.ops import (HARMLESS, OPERATIONS, Call, reload_after_rollback,
+                                request_restart)
 from provisioning import ops as provisioning_ops
 
 log = logging.getLogger(__name__)
@@ -54,14 +58,33 @@ class CommandHandler:
                                else self.settings.public_key)
         db = store.connect(Path(agent.config.buffer.path))
         self.cache = store.AnswerCache(db, max_entries=self.settings.cache_size,
-                                       retention=max(86400.0, self.settings.max_ttl))
-        self.audit = AuditTrail(db)
-        self._inflight: set[str] = set()
+                                       retention=max(86400.0, self.settings.max_ttl),
+                                       skew=self.settings.skew)
+        self.audit = AuditTrail(db, keep_days=self.settings.audit_days)
         self._probation_over = asyncio.Event()
         logbuffer.install()  # log.get reads it; installing twice is a no-op
         if self.public_key is None:
-            log.warning("commands are not signed (no commands.public_key): only the broker ACL "
-                        "protects this gateway's command topic")
+            self.auth = self.settings.auth
+        else:
+            self.auth = "signed" if self.settings.require_signature == "all" else "signed-writes"
+        say_mode(self.auth)
+        self._interrupted = self._fail_interrupted()
+
+    def _fail_interrupted(self) -> list[dict[str, Any]]:
+        """Commands the previous agent started and did not survive: failed, never run again."""
+        answers = []
+        now = self.clock.time()
+        for cmd_id, op in self.cache.interrupted():
+            log.error("command %s (%s) was being carried out when the agent stopped: answered "
+                      "failed, not run again", cmd_id, op)
+            body = answer(cmd_id, Problem(Code.FAILED, "the agent stopped while carrying it out "
+                                          "(crash, kill or power cut); it is not run again"),
+                          op=op, ts=now)
+            self.cache.finish(cmd_id, body)
+            self.audit.record(ts=now, cmd_id=cmd_id, op=op or "?", by=None, signed=False,
+                              args={}, answer=body, kept=True)
+            answers.append(body)
+        return answers
 
     @staticmethod
     def operations() -> list[str]:
@@ -101,9 +124,10 @@ class CommandHandler:
             raise Problem(Code.TOO_LARGE, f"{len(payload)} bytes; at most {limit} are accepted")
         digest = _digest(doc)
         if state["id"] is not None:
-            cached = self.cache.get(state["id"])
-            if cached is not None:
-                return self._replayed(state["id"], digest, cached[0], cached[1])
+            entry = self.cache.get(state["id"])
+            if entry is not None and (entry.protected or entry.digest == digest
+                                      or entry.answer is None):
+                return self._replayed(state["id"], digest, entry)
         try:
             request = Request.model_validate(doc)
         except ValidationError as exc:
@@ -112,22 +136,32 @@ class CommandHandler:
         if operation is None:
             raise Problem(Code.NOT_FOUND, f"unknown op {request.op!r}; known: "
                           f"{', '.join(sorted(OPERATIONS))}")
+        signed = False
         try:
-            signed = self._authenticate(doc, request, operation.writes)
+            signed = self._authenticate(doc, request)
             self._check_expiry(request, now)
         except Problem as problem:
             body = answer(request.id, problem, op=request.op, ts=now)
-            self._audit(request, False, body, now)
+            # A refusal is kept in the audit only when its signature was good (expired, say):
+            # anyone can send a bad one, and that noise must not push out the record.
+            self._audit(request, signed=signed, body=body, now=now, kept=signed)
             return body
-        if request.id in self._inflight:
-            raise Problem(Code.CONFLICT, "a command with this id is being carried out")
-        self._inflight.add(request.id)
+        # Protected: what a replay could abuse. Kept until it expires, never pushed out by count.
+        protected = signed or request.op not in HARMLESS
+        try:
+            self.cache.begin(request.id, digest, op=request.op, exp=float(request.exp), now=now,
+                             protected=protected)
+        except store.StoreFull:
+            raise Problem(Code.UNAVAILABLE, f"{store.MAX_PROTECTED} unexpired commands are on "
+                          "record: try again when some have expired") from None
         try:
             body = await self._run(request, operation, signed, now)
-        finally:
-            self._inflight.discard(request.id)
-        self.cache.put(request.id, digest, body, exp=float(request.exp), now=now)
-        self._audit(request, signed, body, now)
+        except Exception:  # the isolation boundary, here so that the record gets the answer
+            log.exception("command %s (%s) failed", request.id, request.op)
+            body = answer(request.id, Problem(Code.FAILED, "internal error (see the gateway "
+                                              "log)"), op=request.op, ts=now)
+        self.cache.finish(request.id, body)
+        self._audit(request, signed=signed, body=body, now=now, kept=protected)
         return body
 
     async def _run(self, request: Request, operation: Any, signed: bool,
@@ -145,21 +179,29 @@ class CommandHandler:
             outcome = problem
         return answer(request.id, outcome, op=request.op, ts=now)
 
-    def _replayed(self, cmd_id: str, digest: str, cached_digest: str,
-                  cached: dict[str, Any]) -> dict[str, Any]:
-        if digest != cached_digest:
+    def _replayed(self, cmd_id: str, digest: str, entry: store.Entry) -> dict[str, Any]:
+        if digest != entry.digest:
             raise Problem(Code.CONFLICT, f"id {cmd_id!r} was already used by another command")
-        log.info("command %s replayed: answered from the cache", cmd_id)
-        return {**cached, "replayed": True}
+        if entry.answer is None:
+            raise Problem(Code.CONFLICT, "a command with this id is being carried out")
+        log.info("command %s replayed: answered from the record", cmd_id)
+        return {**entry.answer, "replayed": True}
 
-    def _authenticate(self, doc: dict[str, Any], request: Request, writes: bool) -> bool:
-        """True when the signature was checked and is good; raises Problem(401) otherwise."""
+    def _authenticate(self, doc: dict[str, Any], request: Request) -> bool:
+        """True when the signature was checked and is good; False for an unsigned command this
+        gateway runs unsigned; raises Problem(401) otherwise."""
         gateway = self.agent.config.gateway.id
         if request.aud is not None and request.aud != gateway:
             raise Problem(Code.UNAUTHORIZED, f"aud {request.aud!r} is not this gateway")
+        harmless = request.op in HARMLESS
         if self.public_key is None:
-            return False
-        if self.settings.require_signature == "writes" and not writes and request.sig is None:
+            if harmless or self.settings.unsigned == "allow":
+                return False
+            raise Problem(Code.UNAUTHORIZED, f"{request.op} changes this gateway or reveals its "
+                          "configuration, logs or audit: refused unsigned (command auth "
+                          "unsigned-readonly: commands.public_key is not set; a lab may set "
+                          "commands.unsigned: allow)")
+        if self.settings.require_signature == "writes" and harmless and request.sig is None:
             return False
         try:
             signing.verify(doc, self.public_key)
@@ -181,9 +223,10 @@ class CommandHandler:
                 self.agent.pipeline.clock_synced():
             raise Problem(Code.BAD_REQUEST, f"exp is more than {self.settings.max_ttl:.0f}s ahead")
 
-    def _audit(self, request: Request, signed: bool, body: dict[str, Any], now: float) -> None:
+    def _audit(self, request: Request, *, signed: bool, body: dict[str, Any], now: float,
+               kept: bool) -> None:
         self.audit.record(ts=now, cmd_id=request.id, op=request.op, by=request.by, signed=signed,
-                          args=request.args, answer=body)
+                          args=request.args, answer=body, kept=kept)
 
     # -- the confirmed-commit side ----------------------------------------------------------------
 
@@ -211,6 +254,8 @@ class CommandHandler:
             request_restart(self.agent, "stale config apply rolled back")
             record = None
         async with asyncio.TaskGroup() as tg:
+            for body in self._interrupted:
+                tg.create_task(self.publish_when_connected(body))
             tg.create_task(update_ops.watch(self), name="update-trial")
             tg.create_task(provisioning_ops.watch(self), name="cert-trial")
             if final is not None:
@@ -270,6 +315,19 @@ class CommandHandler:
         final = self.settle(outcome, op="config.apply", succeeded=confirmed, result=result)
         confirm.forget_outcome(path)
         return final
+
+
+def say_mode(auth: str) -> None:
+    """Every start says in which mode commands are taken (DESIGN §3.3)."""
+    if auth == "unsigned-allow":
+        log.warning("commands: auth unsigned-allow: ANY command runs unsigned "
+                    "(commands.unsigned: allow): whoever can publish on cmd/req owns this "
+                    "gateway; lab use only")
+    elif auth == "unsigned-readonly":
+        log.warning("commands: auth unsigned-readonly: no commands.public_key, so only %s run; "
+                    "every other command is refused", ", ".join(sorted(HARMLESS)))
+    else:
+        log.info("commands: auth %s", auth)
 
 
 # -- decoding -------------------------------------------------------------------------------------

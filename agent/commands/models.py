@@ -12,7 +12,8 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      model_validator)
 
 from agent.config_models import Strict
 from agent.durations import Duration
@@ -54,7 +55,30 @@ class CommandsConfig(Strict):
                                   description="the limit for config.apply, which carries a file")
     max_ttl: Duration = Field(86400.0, description="an exp further ahead than this is refused")
     skew: Duration = Field(60.0, description="clock difference tolerated on exp")
-    cache_size: int = Field(1000, ge=10, le=100_000, description="answers kept for replays")
+    cache_size: int = Field(1000, ge=10, le=100_000,
+                            description="answers of anonymous read-only commands kept for replays "
+                                        "(signed and state-changing ones are kept until they "
+                                        "expire, whatever this says)")
+    unsigned: Literal["readonly", "allow"] = Field(
+        "readonly", description="without public_key: readonly runs only the harmless commands "
+        "(ping, rebirth, health, point.read, poll.now, buffer.stats); allow runs every command "
+        "unsigned (labs only: a warning at every start)")
+    audit_days: float = Field(30, gt=0, le=3650, description="executed and signed commands stay "
+                              "this long in the audit trail (anonymous refusals: the last 1000)")
+
+    @model_validator(mode="after")
+    def _one_way_to_trust(self) -> CommandsConfig:
+        if self.public_key is not None and self.unsigned == "allow":
+            raise ValueError("unsigned: allow (a lab setting) and public_key contradict each "
+                             "other: remove one")
+        return self
+
+    @property
+    def auth(self) -> str:
+        """The command mode the gateway reports in birth, health, status and config check."""
+        if self.public_key is not None:
+            return "signed" if self.require_signature == "all" else "signed-writes"
+        return "unsigned-allow" if self.unsigned == "allow" else "unsigned-readonly"
 
 
 class Problem(Exception):
@@ -182,6 +206,12 @@ class LogGetArgs(_Args):
 
 class CountArgs(_Args):
     lines: int = Field(100, ge=1, le=1000)
+
+
+class AuditArgs(_Args):
+    lines: int = Field(100, ge=1, le=1000)
+    noise: bool = Field(True, description="false: only the kept entries (signed, executed, "
+                        "local), not the anonymous refusals and harmless commands")
 
 
 def describe(error: ValidationError, prefix: str) -> str:

@@ -2,8 +2,9 @@
 
 An operation returns an `Outcome` or raises `Problem(code, reason)`; anything else it raises is a
 bug that the handler's isolation boundary turns into `failed 500`. `writes=True` marks what
-changes the gateway or the building: with `commands.require_signature: writes` only those must be
-signed (with the default `all`, everything must).
+changes the gateway or the building. HARMLESS lists what neither changes anything nor reveals the
+configuration, the logs or the audit: only those run unsigned on a gateway without a command key
+(`commands.unsigned: readonly`, the default), or with `commands.require_signature: writes`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pydantic import BaseModel
 
 from agent import config as config_mod
 from agent import health, logbuffer, reconfigure
-from agent.commands import confirm
-from agent.commands.models import (AlarmAckArgs, Code, ConfigApplyArgs, CountArgs, DeviceArgs,
+from agent.commands import confirm, paths
+from agent.commands.models import (AlarmAckArgs, AuditArgs, Code, ConfigApplyArgs, DeviceArgs,
                                    LogGetArgs, LogLevelArgs, MaintenanceArgs, NoArgs, Outcome,
                                    PointArgs, Problem, ResendArgs, Status, WriteArgs, ok)
 from agent.config_models import DeviceConfig, PointConfig
@@ -63,6 +64,9 @@ class Op:
 
 
 OPERATIONS: dict[str, Op] = {}
+# Liveness, inventory and fresh readings: what an anonymous sender may ask (DESIGN §3.3). A poll
+# now is an earlier poll of what is polled anyway (the poller coalesces repeated requests).
+HARMLESS = frozenset({"ping", "rebirth", "health", "point.read", "poll.now", "buffer.stats"})
 
 
 def op(name: str, args: type[BaseModel] = NoArgs, *, writes: bool = False
@@ -270,6 +274,10 @@ async def config_apply(call: Call, args: ConfigApplyArgs) -> Outcome:
     if new.gateway.id != agent.config.gateway.id:
         raise Problem(Code.UNPROCESSABLE, "gateway.id cannot change remotely (it is the "
                       "certificate name and the MQTT client id)")
+    refused = paths.confine(new, agent.config)
+    if refused:
+        raise Problem(Code.UNPROCESSABLE, f"{len(refused)} path(s) refused for a remote apply: "
+                      + "; ".join(refused[:3]), {"problems": refused[:50]})
     if new.digest == agent.config.digest:
         return ok({"digest": new.digest, "changed": False})
     staged = confirm.stage(path, text, confirm_within=args.confirm_within, now=call.now,
@@ -410,10 +418,12 @@ async def log_get(call: Call, args: LogGetArgs) -> Outcome:
     return ok({"lines": lines})
 
 
-@op("audit.get", CountArgs)
-async def audit_get(call: Call, args: CountArgs) -> Outcome:
-    """The most recent entries of the command audit trail."""
-    return ok({"entries": call.handler.audit.recent(args.lines)})
+@op("audit.get", AuditArgs)
+async def audit_get(call: Call, args: AuditArgs) -> Outcome:
+    """The most recent entries of the command audit trail (`noise: false`: only the kept ones:
+    signed, executed and local commands), and how many anonymous ones came since the start."""
+    audit = call.handler.audit
+    return ok({"entries": audit.recent(args.lines, noise=args.noise), "noise": audit.noise})
 
 
 

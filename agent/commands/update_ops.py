@@ -46,6 +46,8 @@ class UpdateArgs(_Args):
         description="base64 Ed25519 signature of the sha256 hex text by the release key")
     kind: Literal["agent", "rootfs"] = Field(
         "agent", description="agent: a new venv, A/B by symlink; rootfs: not implemented")
+    allow_downgrade: bool = Field(False, description="install a version older than the running "
+                                  "one (refused otherwise)")
 
 
 def running_version() -> str:
@@ -84,8 +86,13 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
         raise Problem(Code.UNPROCESSABLE, str(exc)) from None
     if args.size > settings.max_mb * 2**20:
         raise Problem(Code.TOO_LARGE, f"{args.size} bytes; update.max_mb is {settings.max_mb}")
-    if args.version == running_version():
+    running = running_version()
+    if args.version == running:  # the same version again: nothing to do (no reinstall)
         return ok({"version": args.version, "changed": False})
+    if update.version_key(args.version) < update.version_key(running) and \
+            not args.allow_downgrade:
+        raise Problem(Code.UNPROCESSABLE, f"{args.version} is older than the running "
+                      f"{running}: a downgrade needs allow_downgrade: true in the signed command")
     releases = settings.releases
     if update_trial.pending(releases) is not None:
         raise Problem(Code.CONFLICT, "another update is on trial")
@@ -113,14 +120,18 @@ async def _install(call: Call, args: UpdateArgs, releases: Path) -> dict[str, An
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "wheels").mkdir(parents=True)
     try:
-        if shutil.disk_usage(releases).free < 4 * args.size + SPARE:
+        unpacked = update.unpack_limit(args.size)
+        # The bundle, its wheels (bounded by unpack_limit), the venv they become, and a spare.
+        needed = args.size + unpacked + 2 * args.size + SPARE
+        if shutil.disk_usage(releases).free < needed:
             raise update.UpdateError(f"not enough free space in {releases} for "
-                                     f"{args.size} bytes (4x + 64 MiB are needed)")
+                                     f"{args.size} bytes ({needed} bytes are needed)")
         bundle = staging / "bundle.tar.gz"
-        got = await update.fetch(args.url, bundle, size=args.size)
+        got = await update.fetch(args.url, bundle, size=args.size,
+                                 within=settings.download_within)
         if got != args.sha256:
             raise update.UpdateError(f"sha256 mismatch: got {got}, the command says {args.sha256}")
-        wheels = await update.unpack(bundle, staging / "wheels")
+        wheels = await update.unpack(bundle, staging / "wheels", max_bytes=unpacked)
         await update.install(staging / "wheels", target, args.version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import click
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import config as config_mod
+from agent import signing
 from agent.cli import main
 from agent.outbox import PRIO_EVENT, PRIO_TELEMETRY, Outbox
 from tests.cli.helpers import write_config
@@ -66,23 +68,47 @@ def test_init_by_flags_writes_a_valid_config(tmp_path: Path) -> None:
     assert not (tmp_path / "x.yaml").exists()
 
 
+def test_init_says_how_commands_are_authenticated(tmp_path: Path) -> None:
+    """Issue #16: without a key the gateway is read-only remotely, and init says so."""
+    base = ["init", "--no-input", "--gateway-id", "gw-1", "--site", "s", "--broker", "b"]
+    plain = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "a.yaml")])
+    assert plain.exit_code == 0 and "no command key" in plain.output
+    assert config_mod.load(tmp_path / "a.yaml").commands.auth == "unsigned-readonly"
+    ops_key = tmp_path / "ops.pub"
+    ops_key.write_bytes(signing.public_pem(Ed25519PrivateKey.generate()))
+    keyed = CliRunner().invoke(main, [*base, "--command-key", str(ops_key),
+                                      "-o", str(tmp_path / "b.yaml")])
+    assert keyed.exit_code == 0, keyed.output
+    assert config_mod.load(tmp_path / "b.yaml").commands.auth == "signed"
+    lab = CliRunner().invoke(main, [*base, "--allow-unsigned-commands",
+                                    "-o", str(tmp_path / "c.yaml")])
+    assert config_mod.load(tmp_path / "c.yaml").commands.auth == "unsigned-allow", lab.output
+    wrong = CliRunner().invoke(main, [*base, "--command-key", str(tmp_path / "b.yaml"),
+                                      "-o", str(tmp_path / "d.yaml")])
+    assert wrong.exit_code == 2 and "Ed25519" in wrong.output
+
+
 def test_init_wizard_refuses_invalid_answers_at_the_prompt(tmp_path: Path) -> None:
     out = tmp_path / "gw.yaml"
+    ops_key = tmp_path / "ops.pub"
+    ops_key.write_bytes(signing.public_pem(Ed25519PrivateKey.generate()))
     answers = "\n".join([
         "Bad Id!", "gw-0042",          # refused, then accepted
         "res-les-pins",
         "broker.example.org",
         "99999", "8883",               # port out of range, then good
         "", "", "",                    # CA, cert, key: the defaults
+        str(tmp_path / "nope.pub"), str(ops_key),  # the command key: missing, then good
         "y",                           # add a bus
         "lan", "modbus-tcp", "192.0.2.10", "502",
         "n",                           # no more buses
     ]) + "\n"
     result = CliRunner().invoke(main, ["init", "-o", str(out)], input=answers)
     assert result.exit_code == 0, result.output
-    assert result.output.count("Error") >= 2
+    assert result.output.count("Error") >= 3
     config = config_mod.load(out)
     assert config.gateway.id == "gw-0042" and config.mqtt.port == 8883
+    assert config.commands.public_key == ops_key and config.commands.auth == "signed"
     assert config.buses[0].host == "192.0.2.10"
 
 

@@ -24,6 +24,9 @@ _ids = itertools.count(1)
 
 def config_doc(tmp_path: Path, *, modbus_port: int = 1, broker_port: int = 1883,
                **extra: Any) -> dict[str, Any]:
+    """A lab config: commands run unsigned (`commands.unsigned: allow`) unless `commands=` says
+    otherwise (the secure default is tested with `commands={}`)."""
+    extra.setdefault("commands", {"unsigned": "allow"})
     return {
         "gateway": {"id": GATEWAY, "site": "site-a"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False,

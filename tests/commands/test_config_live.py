@@ -47,7 +47,7 @@ def two_buses(tmp_path: Path, broker: Mosquitto, ports: tuple[int, int],
               *, poll_b: str = "200ms", rules: list[dict[str, Any]] | None = None) -> str:
     path = write_config(tmp_path, broker_port=broker.port, modbus_port=ports[0],
                         devices=[device("vmc-a", "lan"), device("vmc-b", "lan2", poll=poll_b)],
-                        rules=rules or [RULE])
+                        rules=rules or [RULE], commands={"unsigned": "allow"})  # a lab
     doc = yaml.safe_load(path.read_text())
     doc["buses"].append({"id": "lan2", "driver": "modbus-tcp", "host": "127.0.0.1",
                          "port": ports[1]})

@@ -283,3 +283,42 @@ async def test_an_agent_that_is_not_the_release_on_trial_puts_the_links_back_and
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+async def test_an_older_version_needs_allow_downgrade_in_the_signed_command(
+        tmp_path: Path, files: Files, private_key: Ed25519PrivateKey,
+        release_key: Ed25519PrivateKey) -> None:
+    """Issue #16, finding 13: the release signature covers the bytes, not a version policy."""
+    with gateway(make_config(tmp_path, private_key, release_key)) as gw:
+        older = install_args(files, bundle("0.0.1"), release_key, version="0.0.1")
+        answer = await send(gw.handler, signed(private_key, older))
+        assert (answer["status"], answer["code"]) == ("rejected", 422), answer
+        assert "older than the running" in answer["error"] and "allow_downgrade" in answer["error"]
+        gw.unchanged()
+        assert files.requests == []  # refused before any download
+        answer = await send(gw.handler, signed(private_key, {**older, "allow_downgrade": True}))
+        assert (answer["status"], answer["code"]) == ("in_progress", 202), answer
+        assert os.readlink(gw.releases / "current") == "0.0.1"
+
+
+async def test_the_url_credentials_are_in_no_audit_answer_nor_in_the_outbox_file(
+        tmp_path: Path, files: Files, private_key: Ed25519PrivateKey,
+        release_key: Ed25519PrivateKey) -> None:
+    """Issue #16, finding 10: user:password@ and query tokens are masked before anything is
+    stored, audited or answered."""
+    with gateway(make_config(tmp_path, private_key, release_key)) as gw:
+        args = install_args(files, bundle("9.9.9"), release_key)
+        args["url"] = args["url"].replace("http://", "http://deploy:pa55word@")
+        files.routes["/r.tgz"] = b"not the bundle"  # it fails: the error names the URL
+        answer = await send(gw.handler, signed(private_key, args))
+        assert answer["status"] == "failed", answer
+        trail = await send(gw.handler, signing.sign(request(
+            "audit.get", {"lines": 10}, aud=GATEWAY), private_key))
+        assert trail["status"] == "succeeded", trail
+        text = json.dumps(answer) + json.dumps(trail)
+        entry = next(e for e in trail["result"]["entries"] if e["op"] == "update.install")
+        assert "X-Token=***" in entry["args"] and "***@127.0.0.1" in entry["args"]
+        gw.agent.outbox.commit()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("outbox.db*"))
+    for secret in ("s3cr3t", "pa55word"):
+        assert secret not in text and secret.encode() not in stored

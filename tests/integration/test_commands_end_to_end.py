@@ -31,8 +31,10 @@ def req(op: str, args: dict[str, Any] | None = None, **extra: Any) -> dict[str, 
 def config_for(tmp_path: Path, broker: Mosquitto, modbus_port: int) -> Any:
     devices = [{"id": "vmc-a", "bus": "lan", "address": 1, "poll": "300ms", "timeout": "300ms",
                 "points": DEMO_POINTS[1]}]
+    # A lab gateway: point.write runs unsigned (the secure default is in tests/commands/
+    # test_secure_default.py).
     return load(write_config(tmp_path, broker_port=broker.port, modbus_port=modbus_port,
-                             devices=devices))
+                             devices=devices, commands={"unsigned": "allow"}))
 
 
 async def test_the_answer_goes_to_the_mqtt5_response_topic_with_its_correlation_data(

@@ -190,6 +190,9 @@ async def test_rotation_by_command_and_secrets_stay_secret(
     state.mkdir()
     cert, key = pki.client("gw-r", folder=state)
     path = gateway_config(tmp_path, pki, port, "gw-r", cert, key)
+    doc = yaml.safe_load(path.read_text())
+    doc["commands"] = {"unsigned": "allow"}  # a lab: cert.* by anonymous commands (issue #16)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = config_mod.load(path)
     old_serial = labca.x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
     backend_cert, backend_key = pki.client(BACKEND)

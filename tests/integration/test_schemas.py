@@ -189,7 +189,8 @@ async def test_real_messages_and_answers_match_their_schemas(tmp_path: Path, bro
                {"id": "pump-1", "bus": "lan", "address": 2, "poll": "300ms", "timeout": "200ms",
                 "points": DEMO_POINTS[2]}]
     config = load(write_config(tmp_path, broker_port=broker.port, modbus_port=modbus_port,
-                               devices=devices, health={"interval": "300ms"}))
+                               devices=devices, health={"interval": "300ms"},
+                               commands={"unsigned": "allow"}))  # a lab: anonymous writes
     async with observing(broker.port) as observer, \
             agent_with_commands(config) as (agent, _), backend(broker.port, v5=False) as peer:
         requests = [req("ping"), req("point.read", {"dev": "vmc-a", "n": "exhaust_pressure"}),
