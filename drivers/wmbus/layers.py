@@ -25,7 +25,10 @@ CI_TPL_LONG = 0x72
 CI_TPL_SHORT = 0x7A
 CI_TPL_NONE = 0x78
 CI_COMPACT = 0x79  # compact frame, no header (format signature + full-frame CRC)
-CI_COMPACT_SHORT = 0x7B
+CI_COMPACT_SHORT = 0x7B  # compact frame, short header
+CI_COMPACT_LONG = 0x73  # compact frame, long header (wired M-Bus used 0x73 for fixed data)
+# The header each compact CI carries, as the TPL CI of the full frame with that header.
+COMPACT_HEADER = {CI_COMPACT: 0x78, CI_COMPACT_SHORT: 0x7A, CI_COMPACT_LONG: 0x72}
 MANUFACTURER_CI = range(0xA0, 0xB8)
 
 MODE_NONE, MODE_AES_CBC_IV, MODE_AES_CBC_KDF = 0, 5, 7

@@ -158,15 +158,10 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
         from drivers.wmbus.manufacturer import decode_manufacturer_ci  # noqa: PLC0415
 
         return decode_manufacturer_ci(body, ci, r.rest(), base, ell_enc)
-    if ci in (layers.CI_COMPACT, layers.CI_COMPACT_SHORT):
-        tpl = layers.read_tpl(r, layers.CI_TPL_SHORT if ci == layers.CI_COMPACT_SHORT else ci)
-        if tpl.mode != 0:
-            raise Unsupported(f"encrypted compact frame (mode {tpl.mode})")
-        if compact is None:
-            raise Unsupported("compact frame: needs the format learnt from a full frame first")
-        data = compact.expand(header, r.rest())
-        return _finish(base, tpl, data, ell_enc, compact=None, header=header)
-    if ci not in (layers.CI_TPL_LONG, layers.CI_TPL_SHORT, layers.CI_TPL_NONE):
+    compact_ci = ci in layers.COMPACT_HEADER
+    if compact_ci:
+        ci = layers.COMPACT_HEADER[ci]
+    elif ci not in (layers.CI_TPL_LONG, layers.CI_TPL_SHORT, layers.CI_TPL_NONE):
         raise Unsupported(f"CI field 0x{ci:02X} not decoded")
     tpl_start = r.pos
     tpl = layers.read_tpl(r, ci)
@@ -179,8 +174,7 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
     if tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF):
         tpl_key = key
         if tpl_key is None:
-            skip = 0
-            if not (stored_plaintext and payload[skip : skip + 2] == b"\x2f\x2f"):
+            if not (stored_plaintext and payload[:2] == b"\x2f\x2f"):
                 raise KeyMissing(f"encrypted (security mode {tpl.mode}) and no key is known "
                                  f"for meter {header.id}")
             encryption = Encryption(tpl.mode, False, ell_enc.ell)
@@ -193,6 +187,13 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
             encryption = Encryption(tpl.mode, True, ell_enc.ell)
     elif tpl.mode != 0:
         raise Unsupported(f"security mode {tpl.mode} not supported (only 0, 5 and 7)")
+    if compact_ci:
+        if compact is None:
+            raise Unsupported("compact frame: needs the format learnt from a full frame first")
+        if encryption.mode:
+            payload = payload[2:]  # the 2F2F that vouched for the decryption
+        payload = compact.expand(header, payload)
+        compact = None  # nothing new to learn from a rebuilt frame
     return _finish(base, tpl, payload, encryption, compact=compact, header=header)
 
 
