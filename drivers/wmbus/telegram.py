@@ -126,13 +126,33 @@ def decode_telegram(frame: bytes, keys: KeyStore | None = None, *, frame_format:
     man, address = body[2:4], body[4:10]
     header = _header(man, address)
     try:
-        return _decode_layers(body, header, keys, compact, stored_plaintext)
+        try:
+            return _decode_layers(body, header, keys, compact, stored_plaintext)
+        except (Malformed, MBusDecodeError):
+            trimmed = _without_last_block_crc(body)
+            if trimmed is None:
+                raise
+            return _decode_layers(trimmed, header, keys, compact, stored_plaintext)
     except TelegramError as exc:
         if exc.header is None:
             exc.header = header
         raise
     except MBusDecodeError as exc:
         raise Malformed(f"data records: {exc}", header) from None
+
+
+def _without_last_block_crc(body: bytes) -> bytes | None:
+    """A frame stored with its CRCs removed but the last format A block's CRC left in (as
+    some logs keep it): the body without those 2 bytes if they are that CRC, else None.
+    Only tried after a decode failed, and only on a CRC that checks, so never a guess.
+    """
+    end = len(body) - 2
+    if end <= 10:
+        return None
+    start = 10 + 16 * ((end - 10 - 1) // 16)
+    if crc.crc16(body[start:end]) != int.from_bytes(body[end:], "big"):
+        return None
+    return bytes((end - 1,)) + body[1:end]
 
 
 def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
