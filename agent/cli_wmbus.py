@@ -29,7 +29,11 @@ def wmbus_group() -> None:
 def _read_hex(source: str) -> bytes:
     path = Path(source)
     text = source
-    if not all(ch in "0123456789abcdefABCDEF \t\n" for ch in source) or path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a long hex string is no file name the system accepts
+        is_file = False
+    if not all(ch in "0123456789abcdefABCDEF \t\n" for ch in source) or is_file:
         try:
             with path.open("rb") as handle:
                 text = handle.read(MAX_INPUT + 1).decode("ascii", errors="replace")
