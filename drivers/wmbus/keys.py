@@ -66,6 +66,9 @@ class KeyStore:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __bool__(self) -> bool:
+        return True  # an empty store is still a store ("if keys:" must not mean "if len")
+
     @classmethod
     def single(cls, key: bytes) -> KeyStore:
         """One key for whatever meter asks (`wmbus decode --key`)."""

@@ -9,8 +9,6 @@ import dataclasses
 from datetime import datetime
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.cmac import CMAC
 
 from drivers.wmbus import (
     CompactFormats,
@@ -26,6 +24,7 @@ from drivers.wmbus import (
     telegram_to_json,
 )
 from drivers.wmbus.crc import crc16
+from tests.drivers.wmbus.builders import ctr_encrypt, mode7_telegram
 from tests.drivers.wmbus.vectors import ENGELMANN, ENGELMANN_KEY, IPERL, wmbusmeters
 
 WRONG_KEY = bytes(range(16))
@@ -125,18 +124,10 @@ def test_stored_plaintext_only_when_asked() -> None:
 # ------------------------------------------------------------------ ELL AES-CTR (Kamstrup)
 
 
-def _ctr_encrypt(frame: bytes, key: bytes) -> bytes:
-    """Encrypt the ELL payload of a Kamstrup frame stored decrypted (AES-CTR, EN 13757-4 IV)."""
-    cc, session = frame[11], frame[13:17]
-    iv = frame[2:4] + frame[4:10] + bytes((cc & ~0x12 & 0xFF,)) + session + bytes(3)
-    enc = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
-    return frame[:17] + enc.update(frame[17:]) + enc.finalize()
-
-
 def test_ell_ctr_decrypts_and_checks_payload_crc() -> None:
     plain = wmbusmeters("multical21")[0]["frame"]
     key = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
-    encrypted = _ctr_encrypt(plain, key)
+    encrypted = ctr_encrypt(plain, key)
     assert encrypted != plain
     t = decode_telegram(encrypted, KeyStore.single(key))
     assert t.encryption.ell and t.encryption.decrypted
@@ -160,41 +151,9 @@ def test_compact_frame_needs_the_full_frame_first() -> None:
 # ------------------------------------------------------------------ mode 7 (built here)
 
 
-def _cmac(key: bytes, data: bytes) -> bytes:
-    mac = CMAC(algorithms.AES(key))
-    mac.update(data)
-    return mac.finalize()
-
-
-def _mode7_telegram(key: bytes, records: bytes, counter: int = 0x1234) -> bytes:
-    """DLL + ELL-I + AFL(MCL, MCR, 8-byte MAC) + TPL short header mode 7, per OMS 4 KDF-A.
-
-    No public mode 7 telegram with its key exists in the vectors (all are stored decrypted), so
-    this one is built from the standard's description with cryptography's AES and CMAC.
-    """
-    dll = bytes.fromhex("44C514") + bytes.fromhex("78563412") + bytes((0x30, 0x07))
-    ident = dll[3:7]
-    mcr = counter.to_bytes(4, "little")
-    plain = b"\x2f\x2f" + records
-    plain += b"\x2f" * (-len(plain) % 16)
-    kenc = _cmac(key, b"\x00" + mcr + ident + b"\x07" * 7)
-    kmac = _cmac(key, b"\x01" + mcr + ident + b"\x07" * 7)
-    enc = Cipher(algorithms.AES(kenc), modes.CBC(bytes(16))).encryptor()
-    cipher = enc.update(plain) + enc.finalize()
-    blocks = len(plain) // 16
-    cfg = (7 << 8) | (blocks << 4)
-    tpl = bytes((0x7A, 0x21, 0x00)) + cfg.to_bytes(2, "little") + bytes((0x10,)) + cipher
-    mcl = 0x25
-    mac = _cmac(kmac, bytes((mcl,)) + mcr + tpl)[:8]
-    afl = bytes((0x90, 15)) + (0x2C00).to_bytes(2, "little") + bytes((mcl,)) + mcr + mac
-    ell = bytes((0x8C, 0x20, 0x21))
-    body = dll + ell + afl + tpl
-    return bytes((len(body),)) + body
-
-
 def test_mode7_kdf_a_decrypts_and_checks_mac() -> None:
     key = bytes.fromhex("0102030405060708090A0B0C0D0E0F11")
-    frame = _mode7_telegram(key, bytes.fromhex("0413B80B0000"))  # 3.000 m3
+    frame = mode7_telegram(key, bytes.fromhex("0413B80B0000"))  # 3.000 m3
     t = decode_telegram(frame, KeyStore.single(key))
     assert t.encryption.mode == 7 and t.encryption.decrypted
     assert [(r.quantity, r.value) for r in t.records] == [("volume", 3.0)]
