@@ -5,9 +5,9 @@
           -> TPL (CI 0x7A short, 0x72 long, 0x78 none; security modes 0, 5, 7)
           -> data records through the wired decoder (drivers/mbus/codec.decode_records)
 
-Manufacturer-specific CIs (0xA0-0xB7) go to a manufacturer decoder when there is one (Diehl
-IZAR/PRIOS) and otherwise stay raw in `manufacturer_data`; Kamstrup compact frames (CI 0x79)
-need a `CompactFormats` cache that learnt the format from a full frame. Every refusal is a
+Manufacturer-specific CIs (0xA0-0xB7) stay raw in `manufacturer_data`; compact frames (CI 0x79,
+0x7B, 0x73: Kamstrup, Engelmann) need a `CompactFormats` cache that learnt the format from a
+full frame. Every refusal is a
 `TelegramError` subclass; a telegram that decodes has verified checksums and, if encrypted,
 a verified decryption (0x2F2F, MAC or ELL payload CRC).
 """
@@ -175,9 +175,8 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
                 medium=header.medium, medium_code=header.medium_code, c_field=body[1], ci=ci,
                 link_id=header.id, access_number=ell.access_number if ell else None, status=None)
     if ci in layers.MANUFACTURER_CI:
-        from drivers.wmbus.manufacturer import decode_manufacturer_ci  # noqa: PLC0415
-
-        return decode_manufacturer_ci(body, ci, r.rest(), base, ell_enc)
+        # The maker's own layout (Diehl PRIOS, Techem, Apator ...): header and raw payload only.
+        return Telegram(**base, encryption=ell_enc, manufacturer_data=r.rest())
     compact_ci = ci in layers.COMPACT_HEADER
     if compact_ci:
         ci = layers.COMPACT_HEADER[ci]
