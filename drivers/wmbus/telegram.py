@@ -37,7 +37,7 @@ from drivers.wmbus.keys import KeyStore
 MAX_FRAME = 512  # a wM-Bus frame is at most 256 bytes plus CRCs; anything longer is refused
 FRAME_FORMATS = ("auto", "stripped", "a", "b")
 
-__all__ = ["Encryption", "Telegram", "decode_telegram", "telegram_to_json", "FRAME_FORMATS"]
+__all__ = ["FRAME_FORMATS", "Encryption", "Telegram", "decode_telegram", "telegram_to_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,8 @@ def link_frame(frame: bytes, frame_format: str) -> bytes:
     if not frame:
         raise Truncated("empty frame")
     total = frame[0] + 1
-    if frame_format == "a" or (frame_format == "auto" and len(frame) == crc.format_a_length(frame[0])
-                               and len(frame) != total):
+    a_length = crc.format_a_length(frame[0])
+    if frame_format == "a" or (frame_format == "auto" and len(frame) == a_length != total):
         return crc.strip_format_a(frame)
     if frame_format == "b" or (frame_format == "auto" and len(frame) == total
                                and crc.format_b_valid(frame)):
@@ -171,9 +171,12 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
         afl = layers.read_afl(r)
         ci = r.byte("CI after AFL")
     ell_enc = Encryption(0, bool(ell and ell.decrypted), bool(ell and ell.encrypted))
-    base = dict(id=header.id, manufacturer=header.manufacturer, version=header.version,
-                medium=header.medium, medium_code=header.medium_code, c_field=body[1], ci=ci,
-                link_id=header.id, access_number=ell.access_number if ell else None, status=None)
+    base = {
+        "id": header.id, "manufacturer": header.manufacturer, "version": header.version,
+        "medium": header.medium, "medium_code": header.medium_code, "c_field": body[1],
+        "ci": ci, "link_id": header.id, "status": None,
+        "access_number": ell.access_number if ell else None,
+    }
     if ci in layers.MANUFACTURER_CI:
         # The maker's own layout (Diehl PRIOS, Techem, Apator ...): header and raw payload only.
         return Telegram(**base, encryption=ell_enc, manufacturer_data=r.rest())

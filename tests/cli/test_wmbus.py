@@ -53,7 +53,8 @@ def test_keys_import_writes_0600_and_never_prints_keys(tmp_path: Path) -> None:
     csv_file = tmp_path / "delivery.csv"
     csv_file.write_text(f"Meter ID;AES Key\n12345678;{key}\n87654321;{key[::-1]}\n")
     keys = tmp_path / "wmbus.keys"
-    result = CliRunner().invoke(main, ["wmbus", "keys", "import", str(csv_file), "--keys", str(keys)])
+    result = CliRunner().invoke(main, ["wmbus", "keys", "import", str(csv_file),
+                                       "--keys", str(keys)])
     assert result.exit_code == 0, result.output
     assert "2 keys" in result.stdout and key not in result.output
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600

@@ -41,14 +41,14 @@ UNITS: dict[str, tuple[float, set[str | None]]] = {
 
 # Line numbers (1-based) of telegrams refused, with the outcome and why.
 EXPLAINED_REFUSALS: dict[int, tuple[str, str]] = {
-    5: ("Malformed", "amiplus: 2 bytes (DE 47) after the 2F fillers of the encrypted area form no "
-                     "record and are no CRC"),
-    **{n: ("Truncated", "apator162: the vector holds only the first 15-17 bytes of the telegram "
-                        "(its L field announces 63-111)") for n in (11, 14, 15, 16, 17, 18, 19)},
-    **{n: ("Malformed", "bfw240radio: after the TPL header and 2F2F the payload is BFW's own "
-                        "layout, not data records") for n in (36, 37, 38)},
-    68: ("Unsupported", "engelmann-faw: compact frame (CI 0x73) whose format 052D is taught by a "
-                        "full frame that is not in the file"),
+    5: ("Malformed", ("amiplus: 2 bytes (DE 47) after the 2F fillers of the encrypted area form no "
+                      "record and are no CRC")),
+    **{n: ("Truncated", ("apator162: the vector holds only the first 15-17 bytes of the telegram "
+                         "(its L field announces 63-111)")) for n in (11, 14, 15, 16, 17, 18, 19)},
+    **{n: ("Malformed", ("bfw240radio: after the TPL header and 2F2F the payload is BFW's own "
+                         "layout, not data records")) for n in (36, 37, 38)},
+    68: ("Unsupported", ("engelmann-faw: compact frame (CI 0x73) whose format 052D is taught by a "
+                         "full frame that is not in the file")),
     69: ("Truncated", "esyswm: the vector holds 46 of the 125 bytes its L field announces"),
     70: ("Truncated", "esyswm: the vector holds 46 of the 125 bytes its L field announces"),
     91: ("KeyMissing", "hydrus: mode 5 encrypted and the vector has no key"),
@@ -72,7 +72,8 @@ EXPLAINED_MISSES: dict[str, tuple[int, str, str]] = {
     "apatoreitn": (8, "private", _MFCT),
     "apatorna1": (21, "private", _MFCT + " (and encrypted by Apator's own scheme)"),
     "bfw240radio": (60, "private", "telegrams refused (BFW layout after the TPL header)"),
-    "c5isf": (2, "ours", "maximum power of last month: no record holds it as decoded here"),
+    "c5isf": (2, "ours", "max power per month (VIF 0xAE + VIFE 0x25 'per month'): the record "
+                         "decoder gives per-time VIFEs no unit, so it is not matched as kW"),
     "caltose": (6, "ours", "history in an LVAR 'inverse compact profile' (VIFE 0x13), not decoded"),
     "compact5": (9, "private", _MFCT + " (Techem)"),
     "ebzwmbe": (1, "derived", "a total power wmbusmeters sums from the three phase powers"),
