@@ -90,7 +90,7 @@ def read_ell(r: Reader, ci: int, manufacturer: bytes, address: bytes,
         ell = Ell(ci, cc, acc, False, False)
     elif enc != 1:
         raise Unsupported(f"ELL encryption {enc} (only 1, AES-128-CTR, is defined)")
-    elif _payload_crc_ok(payload) and (key is None or stored_plaintext):
+    elif stored_plaintext and _payload_crc_ok(payload):
         plain = payload  # a tool stored it decrypted; its CRC says it is plaintext
         ell = Ell(ci, cc, acc, True, False)
     elif key is None:
@@ -180,8 +180,6 @@ def decrypt_tpl(tpl: Tpl, payload: bytes, key: bytes, iv_m: bytes, iv_a: bytes,
                 ident: bytes, afl: Afl | None, mac_input: bytes) -> bytes:
     """Decrypt a TPL payload of mode 5 or 7 and check the 0x2F2F marker (and the MAC)."""
     blocks = tpl.encrypted_blocks
-    if blocks == 0:
-        raise Malformed(f"security mode {tpl.mode} with 0 encrypted blocks")
     size = 16 * blocks
     if len(payload) < size:
         raise Truncated(f"{blocks} encrypted blocks announced, {len(payload)} bytes present")

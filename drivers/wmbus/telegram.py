@@ -193,7 +193,9 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
         iv_a, iv_m, ident = tpl.long_header[:4] + tpl.long_header[6:8], tpl.long_header[4:6], \
             tpl.long_header[:4]
     encryption = ell_enc
-    if tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF):
+    if tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF) and tpl.encrypted_blocks == 0:
+        encryption = Encryption(tpl.mode, False, ell_enc.ell)  # 0 blocks: nothing is encrypted
+    elif tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF):
         tpl_key = key
         if tpl_key is None:
             if not (stored_plaintext and payload[:2] == b"\x2f\x2f"):

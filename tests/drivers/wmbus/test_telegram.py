@@ -207,3 +207,19 @@ def test_wired_frame_relayed() -> None:
     row = wmbusmeters("nemo")[0]
     t = decode_telegram(row["frame"])
     assert (t.c_field, t.manufacturer, t.id) == (0x08, "IME", row["id"]) and t.records
+
+
+def test_ell_encrypted_without_key_never_taken_as_plaintext() -> None:
+    """A receiver (stored_plaintext False) with no key refuses an ELL-encrypted telegram even
+    when its raw payload CRC happens to check: only a tool's stored plaintext may pass."""
+    row = wmbusmeters("multical21")[0]  # stored decrypted: its payload CRC checks as it is
+    with pytest.raises(KeyMissing):
+        decode_telegram(row["frame"])
+
+
+def test_mode5_with_zero_blocks_is_plaintext() -> None:
+    frame = bytearray(IPERL)
+    frame[13:15] = (0x0500).to_bytes(2, "little")  # mode 5, 0 encrypted blocks
+    t = decode_telegram(bytes(frame))
+    assert (t.encryption.mode, t.encryption.decrypted) == (5, False)
+    assert t.records == decode_telegram(IPERL).records
