@@ -72,8 +72,8 @@ EXPLAINED_MISSES: dict[str, tuple[int, str, str]] = {
     "apatoreitn": (8, "private", _MFCT),
     "apatorna1": (21, "private", _MFCT + " (and encrypted by Apator's own scheme)"),
     "bfw240radio": (60, "private", "telegrams refused (BFW layout after the TPL header)"),
-    "c5isf": (2, "ours", "max power per month (VIF 0xAE + VIFE 0x25 'per month'): the record "
-                         "decoder gives per-time VIFEs no unit, so it is not matched as kW"),
+    "c5isf": (2, "ours", ("max power per month (VIF 0xAE + VIFE 0x25 'per month'): the record "
+                          "decoder gives per-time VIFEs no unit, so it is not matched as kW")),
     "caltose": (6, "ours", "history in an LVAR 'inverse compact profile' (VIFE 0x13), not decoded"),
     "compact5": (9, "private", _MFCT + " (Techem)"),
     "ebzwmbe": (1, "derived", "a total power wmbusmeters sums from the three phase powers"),
