@@ -93,7 +93,8 @@ EXPLAINED_MISSES: dict[str, tuple[int, str, str]] = {
     "qheatv2": (30, "private", _PROPRIETARY + " (Qundis 0DFF5F block)"),
     "qwater": (11, "private", _PROPRIETARY + " (Qundis 0DFF5F block)"),
     "qwaterv2": (33, "private", _PROPRIETARY + " (Qundis 0DFF5F block)"),
-    "sharky": (9, "ours", "telegram refused (line 201): undefined security mode 21"),
+    "sharky": (9, "vector", ("telegram refused (line 201): encrypted-looking payload, no key in "
+                             "the vector, and its configuration word gives undefined mode 21")),
     "zenner0b": (2, "private", _PROPRIETARY + " (Zenner 0x0F data)"),
 }
 
