@@ -154,4 +154,28 @@ async def scan(bus: MBusBusConfig, *, primary: bool = True, secondary: bool = Tr
             result.collisions += found.collisions
     finally:
         await link.close()
-    return result
+    return _reconcile(result)
+
+
+def _reconcile(result: ScanResult) -> ScanResult:
+    """Drop primary finds that are two telegrams merged by the bus.
+
+    Meters answering together are combined bit by bit (AND). When their telegrams differ only a
+    little (same values, ids a few bits apart), the merged frame can carry a valid checksum and
+    decode as a meter that does not exist. The secondary search reads each meter alone: if it
+    finds several at one link address, that address is a collision, whatever its primary read
+    seemed to say.
+    """
+    by_link: dict[int, int] = {}
+    for meter in result.meters:
+        if meter.how == "secondary":
+            by_link[meter.primary] = by_link.get(meter.primary, 0) + 1
+    shared = {address for address, count in by_link.items() if count > 1}
+    if not shared:
+        return result
+    kept = [m for m in result.meters if not (m.how == "primary" and m.primary in shared)]
+    collisions = list(result.collisions)
+    for address in sorted(shared):
+        if f"primary {address}" not in collisions:
+            collisions.append(f"primary {address}")
+    return ScanResult(kept, collisions)
