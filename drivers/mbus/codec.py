@@ -39,6 +39,7 @@ __all__ = [
     "decode_frame",
     "decode_hex",
     "decode_hex_file",
+    "decode_records",
     "decode_user_data",
     "main_decode",
     "telegram_to_json",
@@ -429,6 +430,13 @@ def _decode_records(cur: _Cursor, little: bool) -> tuple[list[Record], bool]:
             )
         )
     return records, more
+
+
+def decode_records(data: bytes, base: int = 0) -> tuple[list[Record], bool]:
+    """The data records alone (LSB first), for a caller that read the header itself, as the
+    wireless M-Bus decoder does after its link, ELL, AFL and TPL layers: (records, more follow).
+    """
+    return _decode_records(_Cursor(data, base), True)
 
 
 # --------------------------------------------------------------------------- headers
