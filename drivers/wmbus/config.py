@@ -43,7 +43,7 @@ class WMBusBusConfig(BusConfig):
                                                   "gives one telegram per line")
     baudrate: int | None = Field(None, description="default: the stick's own (iM871A 57600, "
                                                    "Amber 9600)")
-    modes: list[Mode] = Field(default_factory=lambda: ["t1", "c1"],
+    modes: list[Mode] = Field(default_factory=lambda: ["c1", "t1"],
                               description="link modes to receive")
     rssi: bool = Field(True, description="Amber: the stick appends the RSSI (RSSI_Enable = 1)")
     silence: Duration = Field(600.0, description="a receiver that delivers nothing for this "
@@ -88,7 +88,7 @@ class WMBusBusConfig(BusConfig):
             raise ValueError("command: is for receiver: hex (an SDR decoder's output); a stick "
                              "needs port:")
         allowed = _MODES.get(self.receiver)
-        if allowed is not None and tuple(self.modes) not in allowed:
+        if allowed is not None and tuple(sorted(self.modes)) not in allowed:
             raise ValueError(f"{self.receiver} receives {', '.join('+'.join(m) for m in allowed)}"
                              f"; not {'+'.join(self.modes)}")
         return self

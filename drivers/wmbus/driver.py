@@ -57,9 +57,8 @@ def load_keys(path: Any) -> Any:
     from drivers.wmbus.keys import KeyStore  # noqa: PLC0415
 
     try:
-        loader = getattr(KeyStore, "load", None) or KeyStore
-        return loader(path)
-    except (OSError, ValueError) as exc:
+        return KeyStore.load(path)
+    except (OSError, ValueError) as exc:  # KeyFileError is a ValueError
         log.error("keys file %s cannot be used (%s): encrypted telegrams will not decrypt",
                   path, exc)
         return None

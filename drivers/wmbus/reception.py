@@ -23,9 +23,10 @@ from typing import Any
 
 from agent.driver import BusStats, Hear
 from agent.models import PointValue, Quality
-from drivers.mbus import frames, mapping, units
+from drivers.mbus import mapping
+from drivers.wmbus.compact import CompactFormats
 from drivers.wmbus.config import WMBusDeviceConfig
-from drivers.wmbus.errors import CrcError, KeyMissing, KeyWrong, TelegramError
+from drivers.wmbus.errors import CrcError, KeyMissing, KeyWrong, SenderHeader, TelegramError
 from drivers.wmbus.radio import Radio
 from drivers.wmbus.telegram import decode_telegram
 
@@ -74,6 +75,7 @@ class Reception:
         self.listeners: dict[str, _Listener] = {}
         self.heard: OrderedDict[str, Heard] = OrderedDict()
         self._recent: OrderedDict[bytes, float] = OrderedDict()
+        self.compact = CompactFormats()  # Kamstrup format signatures learnt from full frames
 
     # -- devices ---------------------------------------------------------------------------------
 
@@ -98,23 +100,22 @@ class Reception:
         if self._repeat(radio.frame):
             extra["duplicates"] += 1
             return
-        header = _header(radio.frame)
         try:
-            telegram = decode_telegram(radio.frame, self.keys)
+            telegram = decode_telegram(radio.frame, self.keys, compact=self.compact)
         except CrcError:
             extra["bad_crc"] += 1
             return
         except (KeyMissing, KeyWrong) as exc:
             extra["undecryptable"] += 1
-            self._undecryptable(header, radio, exc)
+            self._undecryptable(exc.header, radio, exc)
             return
         except TelegramError as exc:
             extra["malformed"] += 1
             log.debug("telegram dropped: %s", exc)
             return
-        ident, manufacturer, version = _key(telegram)
-        row = self._note(ident, manufacturer, _medium(telegram), version, radio)
-        mode = getattr(telegram.encryption, "mode", None) if telegram.encryption else None
+        manufacturer, ident, version, _ = telegram.address_key()
+        row = self._note(ident, manufacturer, telegram.medium, version, radio)
+        mode = telegram.encryption.mode
         row.encrypted = bool(mode)
         row.key = "yes" if mode else "-"
         listener = self._listener(ident, manufacturer, version)
@@ -129,15 +130,13 @@ class Reception:
             values.append(PointValue("rssi", round(radio.rssi, 1), unit="dBm"))
         extra["accepted"] += 1
         self._clear_problem(listener)
-        listener.hear(values, self._timestamp(getattr(telegram, "meter_time", None)))
+        listener.hear(values, self._timestamp(telegram.meter_time))
 
-    def _undecryptable(self, header: tuple[str, str | None, int | None, int | None] | None,
-                       radio: Radio, exc: Exception) -> None:
+    def _undecryptable(self, header: SenderHeader | None, radio: Radio, exc: Exception) -> None:
         if header is None:
             return
-        ident, manufacturer, version, medium = header
-        row = self._note(ident, manufacturer, units.medium_name(medium) if medium is not None
-                         else None, version, radio)
+        ident, manufacturer, version = header.id, header.manufacturer, header.version
+        row = self._note(ident, manufacturer, header.medium, version, radio)
         row.encrypted = True
         row.key = "wrong" if isinstance(exc, KeyWrong) else "no"
         listener = self._listener(ident, manufacturer, version)
@@ -201,20 +200,6 @@ class Reception:
         return list(self.heard.values())
 
 
-def _key(telegram: Any) -> tuple[str, str | None, int | None]:
-    key = telegram.address_key() if hasattr(telegram, "address_key") else None
-    if isinstance(key, tuple) and len(key) >= 3:
-        return str(key[0]), key[1], key[2]
-    return str(telegram.id), telegram.manufacturer, telegram.version
-
-
-def _medium(telegram: Any) -> str | None:
-    medium = getattr(telegram, "medium", None)
-    if isinstance(medium, int):
-        return units.medium_name(medium)
-    return medium
-
-
 def _epoch(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -228,23 +213,6 @@ def _epoch(value: Any) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def _header(frame: bytes) -> tuple[str, str | None, int | None, int | None] | None:
-    """Id, manufacturer, version and medium from the link layer (or the long TPL header that
-    overrides it), for telegrams the decoder could not open. None when too short."""
-    try:
-        if len(frame) >= 19 and frame[10] == 0x72:
-            fields = frame[11:15], frame[15:17], frame[17], frame[18]
-        elif len(frame) >= 10:
-            fields = frame[4:8], frame[2:4], frame[8], frame[9]
-        else:
-            return None
-        ident = frames.decode_id(bytes(fields[0]))
-        manufacturer = frames.decode_manufacturer(int.from_bytes(fields[1], "little"))
-    except ValueError:
-        return None
-    return ident, manufacturer, fields[2], fields[3]
 
 
 def rows(heard: Iterable[Heard]) -> Sequence[dict[str, Any]]:
