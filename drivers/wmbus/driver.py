@@ -194,7 +194,10 @@ class WMBusDriver:
             self.reception.receive(item)
         elif isinstance(item, Garbage):
             self.stats.garbage += item.count
-        # An unsolicited answer (a late one) is not a fault: ignored.
+        else:
+            # An answer nobody asked for: a late one, or noise that happened to frame (without
+            # a CRC to refuse it). Either way not a telegram: counted with the junk.
+            self.stats.garbage += 4 + len(item.payload)
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:
