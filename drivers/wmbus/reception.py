@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_HEARD = 2000  # meters remembered for the scan (a dense street hears a few hundred)
 MAX_RECENT = 4096  # telegrams remembered for repeat detection
 METER_CLOCK_TOLERANCE = 86400.0  # a meter time further than this from ours is not used
+METER_CLOCK_RESOLUTION = 60.0  # type F dates have whole minutes: within this, "now" is meant
 COUNTERS = ("telegrams", "bad_crc", "malformed", "duplicates", "undecryptable",
             "unknown_meters", "accepted", "meter_clock_ignored")
 
@@ -186,15 +187,24 @@ class Reception:
         return row
 
     def _timestamp(self, meter_time: Any) -> float:
-        """The meter's own time when it carries a plausible one, else the reception time."""
+        """The meter's own time when it says the values are older than this telegram, else the
+        reception time.
+
+        Most meters date their telegram to the minute (type F): a time within that minute of
+        ours means "now", and the reception time is the same instant, more precisely (rules
+        that time durations need it). An older time (a stored value sent later) is the meter's
+        to give. A time in the future, or more than a day old, is a wrong meter clock: not used,
+        counted in `meter_clock_ignored`.
+        """
         now = self.clock()
         ts = _epoch(meter_time)
         if ts is None:
             return now
-        if not math.isfinite(ts) or abs(ts - now) > METER_CLOCK_TOLERANCE:
+        age = now - ts
+        if not math.isfinite(ts) or age < -METER_CLOCK_RESOLUTION or age > METER_CLOCK_TOLERANCE:
             self.stats.extra["meter_clock_ignored"] += 1
             return now
-        return ts
+        return now if age <= METER_CLOCK_RESOLUTION else ts
 
     def table(self) -> list[Heard]:
         return list(self.heard.values())
