@@ -52,6 +52,7 @@ class Heard:
     key: str = "?"  # "yes", "no", "wrong", "-" (not encrypted), "?" (not decoded yet)
     rssi: float | None = None
     count: int = 0
+    first_heard: float = 0.0
     last_heard: float = 0.0
     configured: str | None = None  # the device id when the config has this meter
 
@@ -179,6 +180,8 @@ class Reception:
         row = self.heard.pop(key, None) or Heard(ident, manufacturer, medium, version)
         row.count += 1
         row.last_heard = self.clock()
+        if row.count == 1:
+            row.first_heard = row.last_heard
         if radio.rssi is not None:
             row.rssi = radio.rssi
         self.heard[key] = row  # most recent last
