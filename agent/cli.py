@@ -26,6 +26,7 @@ from agent.cli_provision import provision
 from agent.cli_scan import scan_group
 from agent.cli_selftest import selftest
 from agent.cli_sim import sim
+from agent.cli_wmbus import wmbus_group
 from agent.errors import ConfigError
 
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the agent again
@@ -197,5 +198,6 @@ def completion(shell: str) -> None:
     click.echo(cls(main, {}, "batigate", "_BATIGATE_COMPLETE").source())
 
 
-for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim):
+for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim,
+                 wmbus_group):
     main.add_command(_command)

@@ -59,7 +59,8 @@ def strip_format_a(frame: bytes) -> bytes:
     pos, block = 12, 2
     while pos < expected:
         size = min(16, expected - pos - 2)
-        _check(frame[pos : pos + size], frame[pos + size : pos + size + 2], f"format A block {block}")
+        crc_at = pos + size
+        _check(frame[pos:crc_at], frame[crc_at : crc_at + 2], f"format A block {block}")
         out += frame[pos : pos + size]
         pos += size + 2
         block += 1

@@ -32,7 +32,7 @@ class KeyFileError(ValueError):
 
 
 def parse_key(text: str) -> bytes:
-    """32 hex digits (blanks and ':' allowed between) -> 16 bytes; the error never echoes the key."""
+    """32 hex digits (blanks and ':' allowed) -> 16 bytes; the error never echoes the key."""
     compact = re.sub(r"[\s:]", "", text)
     if not _HEX_KEY.match(compact):
         raise KeyFileError(f"an AES-128 key is 32 hex digits (got {len(compact)} characters)")
@@ -46,6 +46,11 @@ def normalise_id(text: str) -> str:
     if not _ID.match(ident):
         raise KeyFileError(f"meter id {ident[:20]!r} is not 8 digits")
     return ident.upper()
+
+
+def _sort_key(item: tuple[tuple[str, str | None], bytes]) -> tuple[str, str]:
+    (ident, man), _key = item
+    return ident, man or ""
 
 
 class KeyStore:
@@ -65,6 +70,9 @@ class KeyStore:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def __bool__(self) -> bool:
+        return True  # an empty store is still a store ("if keys:" must not mean "if len")
 
     @classmethod
     def single(cls, key: bytes) -> KeyStore:
@@ -129,8 +137,9 @@ class KeyStore:
         if not str(target):
             raise KeyFileError("no path to save the keys to")
         lines = ["# batigate wM-Bus keys: id manufacturer key. Keep mode 0600.\n"]
-        for (ident, man), key in sorted(self._keys.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            lines.append(f"{ident} {man or '-'} {key.hex().upper()}\n".replace(" - ", "  "))
+        for (ident, man), key in sorted(self._keys.items(), key=_sort_key):
+            fields = (ident, man, key.hex().upper()) if man else (ident, key.hex().upper())
+            lines.append(" ".join(fields) + "\n")
         tmp = target.with_name(f".{target.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -146,7 +155,8 @@ class KeyStore:
 
 # ------------------------------------------------------------------ manufacturer CSV
 
-_ID_HEADERS = ("id", "serial", "meter", "address", "numero", "numéro", "n°", "secondary", "device")
+_ID_HEADERS = ("id", "serial", "meter", "address", "numero", "numéro", "n°", "secondary",
+               "device")
 _KEY_HEADERS = ("key", "aes", "clé", "cle", "schlüssel")
 _MAN_HEADERS = ("manufacturer", "man", "fabricant", "hersteller", "brand")
 

@@ -25,7 +25,10 @@ CI_TPL_LONG = 0x72
 CI_TPL_SHORT = 0x7A
 CI_TPL_NONE = 0x78
 CI_COMPACT = 0x79  # compact frame, no header (format signature + full-frame CRC)
-CI_COMPACT_SHORT = 0x7B
+CI_COMPACT_SHORT = 0x7B  # compact frame, short header
+CI_COMPACT_LONG = 0x73  # compact frame, long header (wired M-Bus used 0x73 for fixed data)
+# The header each compact CI carries, as the TPL CI of the full frame with that header.
+COMPACT_HEADER = {CI_COMPACT: 0x78, CI_COMPACT_SHORT: 0x7A, CI_COMPACT_LONG: 0x72}
 MANUFACTURER_CI = range(0xA0, 0xB8)
 
 MODE_NONE, MODE_AES_CBC_IV, MODE_AES_CBC_KDF = 0, 5, 7
@@ -87,7 +90,7 @@ def read_ell(r: Reader, ci: int, manufacturer: bytes, address: bytes,
         ell = Ell(ci, cc, acc, False, False)
     elif enc != 1:
         raise Unsupported(f"ELL encryption {enc} (only 1, AES-128-CTR, is defined)")
-    elif _payload_crc_ok(payload) and (key is None or stored_plaintext):
+    elif stored_plaintext and _payload_crc_ok(payload):
         plain = payload  # a tool stored it decrypted; its CRC says it is plaintext
         ell = Ell(ci, cc, acc, True, False)
     elif key is None:
@@ -177,8 +180,6 @@ def decrypt_tpl(tpl: Tpl, payload: bytes, key: bytes, iv_m: bytes, iv_a: bytes,
                 ident: bytes, afl: Afl | None, mac_input: bytes) -> bytes:
     """Decrypt a TPL payload of mode 5 or 7 and check the 0x2F2F marker (and the MAC)."""
     blocks = tpl.encrypted_blocks
-    if blocks == 0:
-        raise Malformed(f"security mode {tpl.mode} with 0 encrypted blocks")
     size = 16 * blocks
     if len(payload) < size:
         raise Truncated(f"{blocks} encrypted blocks announced, {len(payload)} bytes present")

@@ -5,9 +5,9 @@
           -> TPL (CI 0x7A short, 0x72 long, 0x78 none; security modes 0, 5, 7)
           -> data records through the wired decoder (drivers/mbus/codec.decode_records)
 
-Manufacturer-specific CIs (0xA0-0xB7) go to a manufacturer decoder when there is one (Diehl
-IZAR/PRIOS) and otherwise stay raw in `manufacturer_data`; Kamstrup compact frames (CI 0x79)
-need a `CompactFormats` cache that learnt the format from a full frame. Every refusal is a
+Manufacturer-specific CIs (0xA0-0xB7) stay raw in `manufacturer_data`; compact frames (CI 0x79,
+0x7B, 0x73: Kamstrup, Engelmann) need a `CompactFormats` cache that learnt the format from a
+full frame. Every refusal is a
 `TelegramError` subclass; a telegram that decodes has verified checksums and, if encrypted,
 a verified decryption (0x2F2F, MAC or ELL payload CRC).
 """
@@ -37,7 +37,7 @@ from drivers.wmbus.keys import KeyStore
 MAX_FRAME = 512  # a wM-Bus frame is at most 256 bytes plus CRCs; anything longer is refused
 FRAME_FORMATS = ("auto", "stripped", "a", "b")
 
-__all__ = ["Encryption", "Telegram", "decode_telegram", "telegram_to_json", "FRAME_FORMATS"]
+__all__ = ["FRAME_FORMATS", "Encryption", "Telegram", "decode_telegram", "telegram_to_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,8 @@ def link_frame(frame: bytes, frame_format: str) -> bytes:
     if not frame:
         raise Truncated("empty frame")
     total = frame[0] + 1
-    if frame_format == "a" or (frame_format == "auto" and len(frame) == crc.format_a_length(frame[0])
-                               and len(frame) != total):
+    a_length = crc.format_a_length(frame[0])
+    if frame_format == "a" or (frame_format == "auto" and len(frame) == a_length != total):
         return crc.strip_format_a(frame)
     if frame_format == "b" or (frame_format == "auto" and len(frame) == total
                                and crc.format_b_valid(frame)):
@@ -126,13 +126,33 @@ def decode_telegram(frame: bytes, keys: KeyStore | None = None, *, frame_format:
     man, address = body[2:4], body[4:10]
     header = _header(man, address)
     try:
-        return _decode_layers(body, header, keys, compact, stored_plaintext)
+        try:
+            return _decode_layers(body, header, keys, compact, stored_plaintext)
+        except (Malformed, MBusDecodeError):
+            trimmed = _without_last_block_crc(body)
+            if trimmed is None:
+                raise
+            return _decode_layers(trimmed, header, keys, compact, stored_plaintext)
     except TelegramError as exc:
         if exc.header is None:
             exc.header = header
         raise
     except MBusDecodeError as exc:
         raise Malformed(f"data records: {exc}", header) from None
+
+
+def _without_last_block_crc(body: bytes) -> bytes | None:
+    """A frame stored with its CRCs removed but the last format A block's CRC left in (as
+    some logs keep it): the body without those 2 bytes if they are that CRC, else None.
+    Only tried after a decode failed, and only on a CRC that checks, so never a guess.
+    """
+    end = len(body) - 2
+    if end <= 10:
+        return None
+    start = 10 + 16 * ((end - 10 - 1) // 16)
+    if crc.crc16(body[start:end]) != int.from_bytes(body[end:], "big"):
+        return None
+    return bytes((end - 1,)) + body[1:end]
 
 
 def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
@@ -151,22 +171,19 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
         afl = layers.read_afl(r)
         ci = r.byte("CI after AFL")
     ell_enc = Encryption(0, bool(ell and ell.decrypted), bool(ell and ell.encrypted))
-    base = dict(id=header.id, manufacturer=header.manufacturer, version=header.version,
-                medium=header.medium, medium_code=header.medium_code, c_field=body[1], ci=ci,
-                link_id=header.id, access_number=ell.access_number if ell else None, status=None)
+    base = {
+        "id": header.id, "manufacturer": header.manufacturer, "version": header.version,
+        "medium": header.medium, "medium_code": header.medium_code, "c_field": body[1],
+        "ci": ci, "link_id": header.id, "status": None,
+        "access_number": ell.access_number if ell else None,
+    }
     if ci in layers.MANUFACTURER_CI:
-        from drivers.wmbus.manufacturer import decode_manufacturer_ci  # noqa: PLC0415
-
-        return decode_manufacturer_ci(body, ci, r.rest(), base, ell_enc)
-    if ci in (layers.CI_COMPACT, layers.CI_COMPACT_SHORT):
-        tpl = layers.read_tpl(r, layers.CI_TPL_SHORT if ci == layers.CI_COMPACT_SHORT else ci)
-        if tpl.mode != 0:
-            raise Unsupported(f"encrypted compact frame (mode {tpl.mode})")
-        if compact is None:
-            raise Unsupported("compact frame: needs the format learnt from a full frame first")
-        data = compact.expand(header, r.rest())
-        return _finish(base, tpl, data, ell_enc, compact=None, header=header)
-    if ci not in (layers.CI_TPL_LONG, layers.CI_TPL_SHORT, layers.CI_TPL_NONE):
+        # The maker's own layout (Diehl PRIOS, Techem, Apator ...): header and raw payload only.
+        return Telegram(**base, encryption=ell_enc, manufacturer_data=r.rest())
+    compact_ci = ci in layers.COMPACT_HEADER
+    if compact_ci:
+        ci = layers.COMPACT_HEADER[ci]
+    elif ci not in (layers.CI_TPL_LONG, layers.CI_TPL_SHORT, layers.CI_TPL_NONE):
         raise Unsupported(f"CI field 0x{ci:02X} not decoded")
     tpl_start = r.pos
     tpl = layers.read_tpl(r, ci)
@@ -176,11 +193,12 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
         iv_a, iv_m, ident = tpl.long_header[:4] + tpl.long_header[6:8], tpl.long_header[4:6], \
             tpl.long_header[:4]
     encryption = ell_enc
-    if tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF):
+    if tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF) and tpl.encrypted_blocks == 0:
+        encryption = Encryption(tpl.mode, False, ell_enc.ell)  # 0 blocks: nothing is encrypted
+    elif tpl.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF):
         tpl_key = key
         if tpl_key is None:
-            skip = 0
-            if not (stored_plaintext and payload[skip : skip + 2] == b"\x2f\x2f"):
+            if not (stored_plaintext and payload[:2] == b"\x2f\x2f"):
                 raise KeyMissing(f"encrypted (security mode {tpl.mode}) and no key is known "
                                  f"for meter {header.id}")
             encryption = Encryption(tpl.mode, False, ell_enc.ell)
@@ -193,6 +211,13 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
             encryption = Encryption(tpl.mode, True, ell_enc.ell)
     elif tpl.mode != 0:
         raise Unsupported(f"security mode {tpl.mode} not supported (only 0, 5 and 7)")
+    if compact_ci:
+        if compact is None:
+            raise Unsupported("compact frame: needs the format learnt from a full frame first")
+        if encryption.mode:
+            payload = payload[2:]  # the 2F2F that vouched for the decryption
+        payload = compact.expand(header, payload)
+        compact = None  # nothing new to learn from a rebuilt frame
     return _finish(base, tpl, payload, encryption, compact=compact, header=header)
 
 
