@@ -103,7 +103,8 @@ class Reception:
             extra["duplicates"] += 1
             return
         try:
-            telegram = decode_telegram(radio.frame, self.keys, compact=self.compact)
+            telegram = decode_telegram(radio.frame, self.keys, compact=self.compact,
+                                       frame_format="stripped" if radio.crc_checked else "auto")
         except CrcError:
             extra["bad_crc"] += 1
             return
