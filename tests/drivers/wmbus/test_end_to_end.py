@@ -20,6 +20,7 @@ from agent import config as config_mod
 from agent.sim.radio_meters import RadioAir, default_radio_meters, keys_file
 from agent.sim.radio_stick import EmulatedStick
 from tests.broker import Mosquitto
+from tests.integration.test_schemas import assert_valid
 from tests.integration.helpers import running_agent
 from tests.observer import Observer, observing
 
@@ -133,6 +134,10 @@ async def test_the_building_s_radio_meters_arrive_with_values_units_and_alarms(
     assert health["duplicates"] > 0  # the repeats (30 %)
     assert health["garbage"] > 0  # collisions (5 %) broke HCI messages
     assert health["resets"] == 0 and health["reopens"] == 0 and health["receiving"] == 1
+    # The messages follow the published contract (asyncapi/schemas).
+    assert_valid("health.json", observer.bodies("/health")[-1])
+    assert_valid("tm.json", observer.bodies("/dev/flat-101-water/tm")[-1])
+    assert_valid("tm.json", observer.bodies("/dev/flat-102-water/tm")[-1])
 
 
 async def test_a_silent_stick_is_reset_and_a_garbage_stick_only_counts(
