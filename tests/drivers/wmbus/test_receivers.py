@@ -168,3 +168,37 @@ async def test_a_stick_of_the_wrong_kind_is_reported_and_retried(tmp_path: Path,
     assert driver.stats.extra["reopens"] >= 2
     assert "did not answer a58101" in caplog.text and "wrong receiver type" in caplog.text
     assert sys.modules["drivers.wmbus.driver"]  # the driver module stays loaded and usable
+
+
+def test_the_sample_config_validates(tmp_path: Path) -> None:
+    import yaml  # noqa: PLC0415
+
+    from agent import config  # noqa: PLC0415
+
+    doc = yaml.safe_load((Path(__file__).parents[3] / "drivers/wmbus/sample.yaml").read_text())
+    doc.update({"gateway": {"id": "gw-1", "site": "s"}, "mqtt": {"host": "h", "tls": False}})
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    loaded = config.load(path)
+    assert [d.profile for d in loaded.devices] == ["water-meter", "heat-meter",
+                                                   "heat-cost-allocator", None]
+
+
+def test_config_errors_say_what_to_write(tmp_path: Path) -> None:
+    import pydantic  # noqa: PLC0415
+
+    def bus(**fields: Any) -> None:
+        WMBusBusConfig.model_validate({"id": "r", "driver": "wmbus", **fields})
+
+    with pytest.raises(pydantic.ValidationError, match="exactly one of port"):
+        bus(receiver="im871a")
+    with pytest.raises(pydantic.ValidationError, match="command: is for receiver: hex"):
+        bus(receiver="im871a", command="rtl_wmbus")
+    with pytest.raises(pydantic.ValidationError, match="amb8465 receives t1, c1, c1\\+t1; not s1"):
+        bus(receiver="amb8465", port="/dev/ttyUSB0", modes=["s1"])
+    with pytest.raises(pydantic.ValidationError, match="socket://HOST:PORT"):
+        bus(receiver="hex", port="socket://nohost")
+    with pytest.raises(pydantic.ValidationError, match="8-digit id"):
+        WMBusDeviceConfig.model_validate({"id": "m", "bus": "r", "address": "1234"})
+    assert WMBusDeviceConfig.model_validate({"id": "m", "bus": "r",
+                                             "address": 1234567}).address == "01234567"
