@@ -4,6 +4,7 @@ counters; the watcher's ok/down; and a bounded fuzz of the whole receive path.""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from drivers.wmbus.keys import KeyStore
 from drivers.wmbus.radio import Radio
 
 KEY = bytes(range(16))
+EXAMPLES = int(os.environ.get("BATIGATE_FUZZ_EXAMPLES", "300"))  # longer budgets: set it
 RECORDS = b"\x04\x13\x39\x30\x00\x00\x02\x3b\x06\x00"  # 12.345 m3, 6 l/h
 
 
@@ -151,7 +153,7 @@ def _counted(driver: WMBusDriver) -> int:
 VALID = stripped("12345678", "SAP", 0x15, 0x07, 1, RECORDS, key=KEY)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunks=st.lists(st.binary(max_size=300), max_size=8),
        receiver=st.sampled_from(["im871a", "amb8465", "hex"]))
 def test_fuzz_any_bytes_from_a_stick(tmp_path: Path, chunks: list[bytes], receiver: str) -> None:
@@ -162,7 +164,7 @@ def test_fuzz_any_bytes_from_a_stick(tmp_path: Path, chunks: list[bytes], receiv
     assert _counted(driver) <= total + 1 and driver.stats.extra["accepted"] <= total
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flips=st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(1, 255)), max_size=6),
        cut=st.integers(1, len(VALID)), length=st.integers(0, 255),
        receiver=st.sampled_from(["im871a", "amb8465"]))
