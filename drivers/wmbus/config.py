@@ -28,6 +28,7 @@ from drivers.mbus.config import MBusPointConfig
 Receiver = Literal["im871a", "amb8465", "amb3665", "hex"]
 Mode = Literal["t1", "c1", "s1"]
 _ID = re.compile(r"^\d{8}$")
+DEFAULT_INTERVAL = 900.0  # 15 min: a common OMS stationary interval
 _MODES = {"im871a": (("s1",), ("t1",), ("c1",), ("c1", "t1")),
           "amb8465": (("t1",), ("c1",), ("c1", "t1")),
           "amb3665": (("t1",), ("c1",), ("c1", "t1"))}
@@ -102,10 +103,19 @@ class WMBusDeviceConfig(DeviceConfig):
     address: str = Field(description="the meter's 8-digit radio id")  # type: ignore[assignment]
     manufacturer: str | None = Field(None, description="3 letters (KAM, DME...): narrows the id")
     version: int | None = Field(None, ge=0, le=255)
-    interval: Duration = Field(900.0, description="how often the meter transmits")
+    interval: Duration = Field(DEFAULT_INTERVAL, description="how often the meter transmits")
     silence_factor: float = Field(4.0, ge=1.5, le=100, description="down after this many "
                                                                     "intervals unheard")
     points: list[WMBusPointConfig] = Field(default_factory=list)  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _poll_is_the_interval(cls, data: Any) -> Any:
+        # Nothing polls a radio meter; `poll` (which a wired meter profile brings along) would
+        # tell the birth inventory a period that means nothing: it is the transmit interval.
+        if isinstance(data, dict):
+            return {**data, "poll": data.get("interval", DEFAULT_INTERVAL)}
+        return data
 
     @field_validator("address", mode="before")
     @classmethod

@@ -202,3 +202,12 @@ def test_config_errors_say_what_to_write(tmp_path: Path) -> None:
         WMBusDeviceConfig.model_validate({"id": "m", "bus": "r", "address": "1234"})
     assert WMBusDeviceConfig.model_validate({"id": "m", "bus": "r",
                                              "address": 1234567}).address == "01234567"
+
+
+def test_a_radio_meter_s_poll_is_its_interval() -> None:
+    # The water-meter profile brings poll: 15m for wired meters; on radio the interval rules.
+    device = WMBusDeviceConfig.model_validate({"id": "m", "bus": "r", "address": "12345678",
+                                               "poll": "15m", "interval": "16s"})
+    assert device.poll == device.interval == 16.0
+    assert WMBusDeviceConfig.model_validate({"id": "m", "bus": "r",
+                                             "address": "12345678"}).poll == 900.0
