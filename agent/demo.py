@@ -41,6 +41,8 @@ def demo_config(workdir: Path, building: Any, broker_port: int, protocol: str) -
     for device in sections["devices"]:
         if device["profile"] == "vmc-caisson":
             device["rules"] = {"low-depression": {"for": "5s"}, "pressure-switch": {"for": "5s"}}
+        if device["id"] == "flat-103-water":  # the leaking flat: its leak shows without a night
+            device["rules"] = {"night-leak": {"for": "40s"}}
     return {
         "gateway": {"id": "gw-demo", "site": "res-les-pins"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "protocol": protocol},
