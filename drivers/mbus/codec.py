@@ -22,7 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from drivers.mbus import units
+from drivers.mbus import profile, units
 from drivers.mbus.frames import (
     C_RSP_MASK,
     C_RSP_UD,
@@ -373,6 +373,10 @@ def _read_value(cur: _Cursor, data_field: int, little: bool) -> tuple[Value, byt
         return _bcd(ordered), ordered
     if data_field == 0x5:
         return struct.unpack("<f", ordered)[0], ordered
+    if length >= 2 and ordered == b"\xff" * length:
+        # All ones is how radio meters fill a value they do not have (a history slot not yet
+        # reached, a sensor absent): no value, not -1 of the unit.
+        return None, ordered
     return int.from_bytes(ordered, "little", signed=True), ordered
 
 
@@ -410,6 +414,11 @@ def _decode_records(cur: _Cursor, little: bool) -> tuple[list[Record], bool]:
         vib = _read_vib(cur)
         value, raw = _read_value(cur, dif & 0x0F, little)
         info = vib.info
+        kind = profile.profile_kind(vib.raw) if dif & 0x0F == 0x0D else None
+        if kind is not None and isinstance(value, str):
+            records.extend(_profile_records(kind, raw, vib, records, dib, function, storage,
+                                            tariff, subunit))
+            continue
         if info.kind == "date" and dif & 0x0F in _DATE_FIELDS:
             value = _date(raw)  # types G/F/I are bit fields in an integer-sized data field
         elif isinstance(value, (int, float)):
@@ -430,6 +439,29 @@ def _decode_records(cur: _Cursor, little: bool) -> tuple[list[Record], bool]:
             )
         )
     return records, more
+
+
+def _profile_records(kind: str, raw: bytes, vib: _Vib, before: list[Record], dib: bytes,
+                     function: Function, storage: int, tariff: int,
+                     subunit: int) -> list[Record]:
+    """The elements of a compact profile record (drivers/mbus/profile.py) as records."""
+    info = vib.info
+    base_time = next((r.value for r in reversed(before) if r.storage == storage
+                      and r.quantity in ("date", "date_time") and isinstance(r.value, str)), None)
+    base_value = next((r.value for r in reversed(before) if r.storage == storage
+                       and r.quantity == info.quantity and r.tariff == tariff
+                       and r.subunit == subunit and not r.modifiers
+                       and isinstance(r.value, (int, float))), None)
+
+    def scale(element: int) -> float | int:
+        return _scale(element, info, vib.correction, vib.add)  # type: ignore[return-value]
+
+    out = []
+    for number, value, when in profile.elements(kind, raw, base_time, base_value, scale):
+        tags = (kind, f"element_{number}") + ((f"at_{when}",) if when else ())
+        out.append(Record(value, info.unit, info.quantity, function, storage, tariff, subunit,
+                          modifiers=tags, dib=dib, vib=vib.raw))
+    return out
 
 
 def decode_records(data: bytes, base: int = 0) -> tuple[list[Record], bool]:

@@ -63,6 +63,9 @@ class Telegram:
     c_field: int = 0x44
     ci: int = 0
     link_id: str = ""  # the DLL address when a long TPL header names another meter
+    # Bytes after the verified (decrypted) blocks that form no data record, left out of
+    # `records` (e.g. a CRC a logger kept): a counted oddity, not a refusal.
+    unparsed_tail: bytes = b""
 
     def address_key(self) -> tuple[str, str, int, int]:
         """The meter's identity, for de-duplication and device lookup."""
@@ -218,11 +221,30 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
             payload = payload[2:]  # the 2F2F that vouched for the decryption
         payload = compact.expand(header, payload)
         compact = None  # nothing new to learn from a rebuilt frame
-    return _finish(base, tpl, payload, encryption, compact=compact, header=header)
+    verified = 0
+    if encryption.mode in (layers.MODE_AES_CBC_IV, layers.MODE_AES_CBC_KDF) and not compact_ci:
+        verified = 16 * tpl.encrypted_blocks
+    return _finish(base, tpl, payload, encryption, compact=compact, header=header,
+                   verified=verified)
+
+
+def _records(data: bytes, verified: int) -> tuple[list[codec.Record], bytes]:
+    """The data records, and the unparsed tail when only the plaintext after the `verified`
+    (decrypted, 2F2F-checked) bytes fails to parse: those bytes are outside the encryption, so
+    nothing vouches for them, and dropping them loses no verified value. Anything else that
+    fails to parse is still refused."""
+    try:
+        return codec.decode_records(data)[0], b""
+    except MBusDecodeError:
+        if not 0 < verified < len(data):
+            raise
+        # If the verified part itself is broken, this raises and the telegram is refused.
+        return codec.decode_records(data[:verified])[0], data[verified:]
 
 
 def _finish(base: dict[str, Any], tpl: layers.Tpl, data: bytes, encryption: Encryption,
-            compact: CompactFormats | None, header: SenderHeader) -> Telegram:
+            compact: CompactFormats | None, header: SenderHeader,
+            verified: int = 0) -> Telegram:
     if tpl.long_header is not None:
         lh = tpl.long_header
         base.update(id=_ident(lh[:4]),
@@ -230,11 +252,12 @@ def _finish(base: dict[str, Any], tpl: layers.Tpl, data: bytes, encryption: Encr
                     version=lh[6], medium_code=lh[7], medium=mbus_units.medium_name(lh[7]))
     if tpl.access_number is not None:
         base.update(access_number=tpl.access_number, status=tpl.status)
-    records, _more = codec.decode_records(data)
+    records, tail = _records(data, verified)
     if compact is not None:
         compact.learn(header, records)
     return Telegram(**base, encryption=encryption, records=records,
-                    meter_time=meter_time(records), manufacturer_data=_mfct_data(records))
+                    meter_time=meter_time(records), manufacturer_data=_mfct_data(records),
+                    unparsed_tail=tail)
 
 
 def meter_time(records: list[codec.Record]) -> datetime | None:
@@ -275,4 +298,5 @@ def telegram_to_json(t: Telegram) -> dict[str, Any]:
         ],
         "meter_time": t.meter_time.isoformat() if t.meter_time else None,
         "manufacturer_data": t.manufacturer_data.hex().upper() if t.manufacturer_data else None,
+        "unparsed_tail": t.unparsed_tail.hex().upper() if t.unparsed_tail else None,
     }

@@ -45,3 +45,17 @@ def mode7_telegram(key: bytes, records: bytes, counter: int = 0x1234) -> bytes:
     ell = bytes((0x8C, 0x20, 0x21))
     body = dll + ell + afl + tpl
     return bytes((len(body),)) + body
+
+
+def mode5_telegram(key: bytes, records: bytes, tail: bytes = b"", access: int = 0x42) -> bytes:
+    """DLL + TPL short header, security mode 5 (AES-CBC, IV = M A ACC x8), then `tail` left in
+    plaintext after the encrypted blocks (as partial encryption allows)."""
+    dll = bytes.fromhex("44C514") + bytes.fromhex("78563412") + bytes((0x30, 0x07))
+    plain = b"\x2f\x2f" + records
+    plain += b"\x2f" * (-len(plain) % 16)
+    iv = dll[1:3] + dll[3:9] + bytes((access,)) * 8
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    cipher = enc.update(plain) + enc.finalize()
+    cfg = (5 << 8) | ((len(plain) // 16) << 4)
+    body = dll + bytes((0x7A, access, 0x00)) + cfg.to_bytes(2, "little") + cipher + tail
+    return bytes((len(body),)) + body

@@ -41,8 +41,6 @@ UNITS: dict[str, tuple[float, set[str | None]]] = {
 
 # Line numbers (1-based) of telegrams refused, with the outcome and why.
 EXPLAINED_REFUSALS: dict[int, tuple[str, str]] = {
-    5: ("Malformed", ("amiplus: 2 bytes (DE 47) after the 2F fillers of the encrypted area form no "
-                      "record and are no CRC")),
     **{n: ("Truncated", ("apator162: the vector holds only the first 15-17 bytes of the telegram "
                          "(its L field announces 63-111)")) for n in (11, 14, 15, 16, 17, 18, 19)},
     **{n: ("Malformed", ("bfw240radio: after the TPL header and 2F2F the payload is BFW's own "
@@ -62,25 +60,24 @@ _MFCT = "manufacturer-specific CI (0xA0-0xB7): the payload is the maker's own la
 _PROPRIETARY = "values inside a manufacturer-specific record (VIF 0x7F/0xFF, DIF 0x0F data)"
 # Categories: "private" (a maker's own layout, outside the standard), "vector" (the vector itself
 # lacks what is needed: truncated, no key, full frame absent), "derived" (wmbusmeters computes
-# the value, the telegram does not carry it) and "ours" (a gap of this decoder).
+# the value, the telegram does not carry it), "artefact" (wmbusmeters' value is not what the
+# telegram says: a "no value" coding printed as a number) and "ours" (a gap of this decoder).
 # Driver -> (number of listed values not found, category, why).
 EXPLAINED_MISSES: dict[str, tuple[int, str, str]] = {
-    "amiplus": (10, "ours", "telegram refused (line 5)"),
     "apator08": (2, "private", _MFCT),
     "apator162": (11, "vector", "7 telegrams truncated in the vector; the rest in Apator's data"),
     "apator172": (1, "private", _MFCT),
     "apatoreitn": (8, "private", _MFCT),
     "apatorna1": (21, "private", _MFCT + " (and encrypted by Apator's own scheme)"),
     "bfw240radio": (60, "private", "telegrams refused (BFW layout after the TPL header)"),
-    "c5isf": (2, "ours", "max power per month (VIF 0xAE + VIFE 0x25 'per month'): the record "
-                         "decoder gives per-time VIFEs no unit, so it is not matched as kW"),
-    "caltose": (6, "ours", "history in an LVAR 'inverse compact profile' (VIFE 0x13), not decoded"),
+    "c5isf": (2, "ours", ("max power per month (VIF 0xAE + VIFE 0x25 'per month'): the record "
+                          "decoder gives per-time VIFEs no unit, so it is not matched as kW")),
     "compact5": (9, "private", _MFCT + " (Techem)"),
     "ebzwmbe": (1, "derived", "a total power wmbusmeters sums from the three phase powers"),
     "engelmann-faw": (17, "vector", "compact frame refused (line 68): its full frame is absent"),
     "esyswm": (8, "vector", "telegrams truncated in the vector"),
     "fhkvdataiii": (4, "private", _MFCT + " (Techem)"),
-    "fhkvdataiv": (2, "private", "set-date values in Techem's manufacturer data"),
+    "fhkvdataiv": (1, "private", "a set-date value in Techem's manufacturer data"),
     "hydroclimav2": (20, "private", _PROPRIETARY),
     "hydrodigit": (30, "private", _PROPRIETARY + " (monthly history, backflow, battery)"),
     "hydrus": (13, "vector", "telegrams refused: no key (line 91), undefined mode 29 (line 92)"),
@@ -93,7 +90,10 @@ EXPLAINED_MISSES: dict[str, tuple[int, str, str]] = {
     "qheatv2": (30, "private", _PROPRIETARY + " (Qundis 0DFF5F block)"),
     "qwater": (11, "private", _PROPRIETARY + " (Qundis 0DFF5F block)"),
     "qwaterv2": (33, "private", _PROPRIETARY + " (Qundis 0DFF5F block)"),
-    "sharky": (9, "ours", "telegram refused (line 201): undefined security mode 21"),
+    "sharky": (9, "vector", ("telegram refused (line 201): encrypted-looking payload, no key in "
+                             "the vector, and its configuration word gives undefined mode 21")),
+    "waterstarm": (17, "artefact", ("history slots the meter has not filled yet hold all ones "
+                                    "(FFFFFFFF): no value; wmbusmeters prints them as -0.001 m3")),
     "zenner0b": (2, "private", _PROPRIETARY + " (Zenner 0x0F data)"),
 }
 

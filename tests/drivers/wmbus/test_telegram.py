@@ -1,7 +1,8 @@
 """decode_telegram layer by layer: link formats, ELL, AFL, TPL, security modes 5 and 7, and the
-errors a receiver counts. Vectors are real telegrams (tests/drivers/wmbus/vectors.py); where no
-public vector exists (ELL AES-CTR with a key, mode 7) the telegram is built here from a real
-plaintext with `cryptography`'s AES, and that is said in the test."""
+errors a receiver counts. Vectors are real telegrams (tests/drivers/wmbus/vectors.py; real
+encrypted ones of other meters in test_outside_file.py); for mode 7, where no public telegram
+with its key exists, and for a few variations, the telegram is built here from a real plaintext
+with `cryptography`'s AES, and that is said in the test."""
 
 from __future__ import annotations
 
