@@ -45,18 +45,22 @@ class DeviceWatcher:
         self._wake = asyncio.Event()
 
     def heard(self, values: Sequence[PointValue], ts: float) -> None:
-        """The driver heard the device: `values` at `ts` (the device's own time, or reception)."""
+        """The driver heard the device: `values` at `ts` (the device's own time, or reception).
+
+        No values (a repeat of a message already handled) still says the device is there."""
         self._heard_at = self.clock.monotonic()
         self.stats.polls += 1
         self.stats.last_ok = self.clock.time()
-        self.latest = list(values)
+        if values:
+            self.latest = list(values)
         if self.state is not DeviceState.OK:
             if self.state is DeviceState.DOWN:
                 log.info("device %s is heard again", self.device.id)
             self.state = DeviceState.OK
             self.on_state(self.device, DeviceState.OK, None)
         self._wake.set()
-        self.on_values(self.device, self.latest, ts)
+        if values:
+            self.on_values(self.device, self.latest, ts)
 
     async def run(self) -> None:
         self.driver.attach(self.device, self.heard)

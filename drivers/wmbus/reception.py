@@ -76,7 +76,8 @@ class Reception:
         self.monotonic = monotonic
         self.listeners: dict[str, _Listener] = {}
         self.heard: OrderedDict[str, Heard] = OrderedDict()
-        self._recent: OrderedDict[bytes, float] = OrderedDict()
+        # telegram bytes -> [when first heard, the device it went to (None: none)]
+        self._recent: OrderedDict[bytes, list[Any]] = OrderedDict()
         self.compact = CompactFormats()  # Kamstrup format signatures learnt from full frames
 
     # -- devices ---------------------------------------------------------------------------------
@@ -101,6 +102,11 @@ class Reception:
         extra["telegrams"] += 1
         if self._repeat(radio.frame):
             extra["duplicates"] += 1
+            # No new values, but the meter was heard: a meter whose telegrams do not change
+            # (no access number) must not be taken for a silent one.
+            listener = self.listeners.get(self._recent[radio.frame][1] or "")
+            if listener is not None:
+                listener.hear([], self.clock())
             return
         try:
             telegram = decode_telegram(radio.frame, self.keys, compact=self.compact,
@@ -132,6 +138,7 @@ class Reception:
         if radio.rssi is not None:
             values.append(PointValue("rssi", round(radio.rssi, 1), unit="dBm"))
         extra["accepted"] += 1
+        self._recent[radio.frame][1] = device.id
         self._clear_problem(listener)
         listener.hear(values, self._timestamp(telegram.meter_time))
 
@@ -166,13 +173,13 @@ class Reception:
         now = self.monotonic()
         recent = self._recent
         while recent:  # oldest first: drop what has left the window
-            oldest, seen = next(iter(recent.items()))
+            seen = next(iter(recent.values()))[0]
             if now - seen <= self.repeat_window and len(recent) < MAX_RECENT:
                 break
             recent.popitem(last=False)
         if frame in recent:
             return True
-        recent[frame] = now
+        recent[frame] = [now, None]
         return False
 
     def _note(self, ident: str, manufacturer: str | None, medium: str | None,

@@ -101,7 +101,8 @@ async def _listen(bus: WMBusBusConfig, meters: list[Any], emitters: list[Any],
     heard: dict[str, list[PointValue]] = {}
     for meter in meters[:2]:
         device = WMBusDeviceConfig(id=meter.name, bus=bus.id, address=meter.source.ident)
-        driver.attach(device, lambda values, ts, n=meter.name: heard.__setitem__(n, list(values)))
+        driver.attach(device, lambda values, ts, n=meter.name: values and heard.__setitem__(
+            n, list(values)))  # a repeat says "heard" with no values
     air = RadioAir(meters, time.time, repeat=0, collision=0, seed=1)
     air.sticks.extend(emitters)
     tasks = [asyncio.create_task(air.run()), asyncio.create_task(driver.listen())]
