@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from agent.config_models import BusConfig, DeviceConfig, PointConfig
 from agent.models import PointValue, Value
@@ -78,6 +78,8 @@ class PushDriver(Protocol):
     """
 
     push: ClassVar[bool]  # True: the field watches instead of polling
+    # Set by the field: bus events for `evt` (a receiver reset, lost, receiving again).
+    events: Callable[[dict[str, Any]], None] | None
     bus_model: ClassVar[type[BusConfig]]
     device_model: ClassVar[type[DeviceConfig]]
     point_model: ClassVar[type[PointConfig]]

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable
+from typing import Any
 from contextlib import AsyncExitStack
 
 from agent import registry
@@ -32,14 +33,17 @@ log = logging.getLogger(__name__)
 LISTEN_BACKOFF_CAP = 60.0  # a push bus whose listener keeps failing is retried at least this often
 
 ValuesSink = Callable[[DeviceConfig, list[PointValue], float], None]
+EventSink = Callable[[dict[str, Any]], None]
 StateSink = Callable[[DeviceConfig, DeviceState, str | None], None]
 
 
 class Field:
-    def __init__(self, clock: Clock, on_values: ValuesSink, on_state: StateSink) -> None:
+    def __init__(self, clock: Clock, on_values: ValuesSink, on_state: StateSink,
+                 on_event: EventSink | None = None) -> None:
         self.clock = clock
         self.on_values = on_values
         self.on_state = on_state
+        self.on_event = on_event  # bus events of push drivers, for `evt`
         self.drivers: dict[str, Driver] = {}
         self.pollers: dict[str, DevicePoller | DeviceWatcher] = {}
         self._stacks: dict[str, AsyncExitStack] = {}
@@ -53,6 +57,8 @@ class Field:
             stack = AsyncExitStack()
             cls = registry.load(registry.DRIVERS, bus.driver)
             self.drivers[bus.id] = await stack.enter_async_context(cls(bus))
+            if is_push(self.drivers[bus.id]):
+                self.drivers[bus.id].events = self.on_event  # type: ignore[union-attr]
             self._stacks[bus.id] = stack
             self._locks[bus.id] = asyncio.Lock()
             if self._group is not None:

@@ -62,7 +62,8 @@ class Agent:
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
         self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
         self.pipeline.clock_synced = self.timekeeper.synced
-        self.field = Field(clock, self.pipeline.values, self.pipeline.device_state)
+        self.field = Field(clock, self.pipeline.values, self.pipeline.device_state,
+                           self.pipeline.event)
         self.drivers: dict[str, Driver] = self.field.drivers  # read by health and commands
         self.pollers: dict[str, DevicePoller | DeviceWatcher] = self.field.pollers
         self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running

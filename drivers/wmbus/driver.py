@@ -83,6 +83,7 @@ class WMBusDriver:
                                    monotonic=monotonic)
         self._last_good = monotonic()
         self._problem: str | None = None
+        self.events: Callable[[dict[str, Any]], None] | None = None  # set by the field: `evt`
 
     async def __aenter__(self) -> Self:
         return self  # the line is opened by listen(): an absent stick must not stop the agent
@@ -153,6 +154,8 @@ class WMBusDriver:
         self.stats.extra["resets"] += 1
         log.warning("bus %s: no telegram from the %s for %gs: resetting it (reset #%d)",
                     self.bus.id, self.stick.name, self.bus.silence, self.stats.extra["resets"])
+        self._event("bus.reset", f"no telegram for {self.bus.silence:g}s",
+                    resets=self.stats.extra["resets"])
         reset = self.stick.reset()
         if reset is None:
             raise StickError(f"silent for {self.bus.silence:g}s")
@@ -166,6 +169,7 @@ class WMBusDriver:
         if self._problem is not None:
             log.info("bus %s: %s receiving again", self.bus.id, self.stick.name)
             self._problem = None
+            self._event("bus.up", f"{self.stick.name} receiving again")
 
     async def _command(self, stream: ByteStream, parser: Parser, command: bytes,
                        expected: int) -> bytes:
@@ -201,8 +205,15 @@ class WMBusDriver:
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:
+            first = self._problem is None
             self._problem = problem
             log.warning("bus %s: %s", self.bus.id, problem)
+            if first:  # once per outage, not once per retry
+                self._event("bus.down", problem)
+
+    def _event(self, kind: str, reason: str, **extra: Any) -> None:
+        if self.events is not None:
+            self.events({"type": kind, "bus": self.bus.id, "reason": reason, **extra})
 
     def _meter(self, device: DeviceConfig) -> WMBusDeviceConfig:
         if not isinstance(device, WMBusDeviceConfig):

@@ -178,3 +178,7 @@ async def test_a_silent_stick_is_reset_and_a_garbage_stick_only_counts(
     assert set(states.values()) == {"ok"}  # no meter was declared down for the stick's fault
     down = [b for b in observer.bodies("/evt") if b.get("type") == "device.down"]
     assert down == []
+    [reset] = [b for b in observer.bodies("/evt") if b.get("type", "").startswith("bus.")]
+    assert (reset["type"], reset["bus"], reset["resets"]) == ("bus.reset", "radio", 1)
+    assert reset["reason"] == "no telegram for 1.5s"
+    assert_valid("evt.json", reset)

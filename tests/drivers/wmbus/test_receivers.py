@@ -157,6 +157,8 @@ async def test_a_stick_of_the_wrong_kind_is_reported_and_retried(tmp_path: Path,
     bus = WMBusBusConfig(id="radio", driver="wmbus", receiver="im871a",
                          port=f"socket://127.0.0.1:{port}", answer_timeout="300ms")
     driver = WMBusDriver(bus)
+    events: list[dict[str, Any]] = []
+    driver.events = events.append  # what the field wires to `evt`
     task = asyncio.create_task(driver.listen())
     try:
         async with asyncio.timeout(10):
@@ -167,6 +169,9 @@ async def test_a_stick_of_the_wrong_kind_is_reported_and_retried(tmp_path: Path,
         await asyncio.gather(task, return_exceptions=True)
         await stick.stop()
     assert driver.stats.extra["reopens"] >= 2
+    [down] = events  # once per outage, not once per retry
+    assert down["type"] == "bus.down" and down["bus"] == "radio"
+    assert "did not answer" in down["reason"]
     assert "did not answer a58101" in caplog.text and "wrong receiver type" in caplog.text
     assert sys.modules["drivers.wmbus.driver"]  # the driver module stays loaded and usable
 
