@@ -22,7 +22,7 @@ from typing import Any
 from drivers.mbus import codec
 from drivers.mbus import units as mbus_units
 from drivers.mbus.frames import MBusDecodeError, decode_manufacturer
-from drivers.wmbus import crc, layers
+from drivers.wmbus import crc, layers, mfct
 from drivers.wmbus.compact import CompactFormats
 from drivers.wmbus.errors import (
     KeyMissing,
@@ -182,7 +182,9 @@ def _decode_layers(body: bytes, header: SenderHeader, keys: KeyStore | None,
     }
     if ci in layers.MANUFACTURER_CI:
         # The maker's own layout (Diehl PRIOS, Techem, Apator ...): header and raw payload only.
-        return Telegram(**base, encryption=ell_enc, manufacturer_data=r.rest())
+        payload = r.rest()
+        return Telegram(**base, encryption=ell_enc, manufacturer_data=payload,
+                        records=mfct.decode(header.manufacturer, header.version, "CI", payload))
     compact_ci = ci in layers.COMPACT_HEADER
     if compact_ci:
         ci = layers.COMPACT_HEADER[ci]
@@ -255,8 +257,12 @@ def _finish(base: dict[str, Any], tpl: layers.Tpl, data: bytes, encryption: Encr
     records, tail = _records(data, verified)
     if compact is not None:
         compact.learn(header, records)
+    raw = _mfct_data(records)
+    if raw:
+        # A maker's documented layout after DIF 0x0F (drivers/wmbus/mfct/), else kept raw only.
+        records = records + mfct.decode(base["manufacturer"], base["version"], "0F", raw)
     return Telegram(**base, encryption=encryption, records=records,
-                    meter_time=meter_time(records), manufacturer_data=_mfct_data(records),
+                    meter_time=meter_time(records), manufacturer_data=raw,
                     unparsed_tail=tail)
 
 

@@ -4,8 +4,10 @@ dates and compact profiles. Records are built by hand from the standard's layout
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from drivers.mbus.codec import decode_records
+from drivers.mbus.codec import MBusDecodeError, decode_records
 
 
 def _one(hex_text: str):
@@ -71,3 +73,19 @@ def test_compact_profile_of_increments_from_the_base_value() -> None:
 
 def test_profile_without_its_base_value_gives_no_increments() -> None:
     assert _profile("CD00" "931F" "04" "72FE" "0A00") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80), st.sampled_from(["13", "1E", "1F"]), st.integers(0, 0xFF),
+       st.integers(0, 0xFF))
+def test_any_profile_bytes_decode_or_raise_the_codec_error(body: bytes, vife: str, day: int,
+                                                            month: int) -> None:
+    # A date record (possibly no calendar date) and a base value, then a profile of any bytes.
+    data = bytes.fromhex("426C") + bytes((day, month)) + bytes.fromhex("4413640000004D93") + \
+        bytes.fromhex(vife) + bytes((len(body),)) + body
+    try:
+        records, _more = decode_records(data)
+    except MBusDecodeError:
+        return
+    for rec in records:
+        assert rec.value is None or isinstance(rec.value, (int, float, str))

@@ -77,7 +77,12 @@ EXPLAINED_MISSES: dict[str, tuple[int, str, str]] = {
     "engelmann-faw": (17, "vector", "compact frame refused (line 68): its full frame is absent"),
     "esyswm": (8, "vector", "telegrams truncated in the vector"),
     "fhkvdataiii": (4, "private", _MFCT + " (Techem)"),
-    "fhkvdataiv": (1, "private", "a set-date value in Techem's manufacturer data"),
+    # Its history is a standard compact profile (VIFE 0x1F, spacing control 0x72: positive
+    # increments, monthly) on base 0 HCA at 2019-10-31: increments 3 and 22 give readings 3
+    # (2020-11-30) and 25 (2020-12-31), the latter equal to the meter's own set-date record.
+    # wmbusmeters lists the raw increments newest first (22 at 2019-11-30, 3 at 2019-12-31): its
+    # 3 matches our 3 by value only (the rule compares values, not dates), its 22 is not found.
+    "fhkvdataiv": (1, "artefact", "history increments read as values, in reverse order"),
     "hydroclimav2": (20, "private", _PROPRIETARY),
     "hydrodigit": (30, "private", _PROPRIETARY + " (monthly history, backflow, battery)"),
     "hydrus": (13, "vector", "telegrams refused: no key (line 91), undefined mode 29 (line 92)"),
@@ -189,3 +194,25 @@ def test_found_share(outcome: dict) -> None:
     assert found + ours == standard
     assert found / standard >= 0.95
     assert found >= 1107
+
+
+def test_compact_profiles_of_real_meters() -> None:
+    """Two real profiles read by EN 13757-3 Annex F.2 and checked against the meters' own
+    records: an inverse absolute profile (caltose, line 44) whose first element equals the
+    set-date record, and a forward increment profile (fhkvdataiv, line 77) whose last reading
+    equals the set-date record of the same day."""
+    rows = {row["line"]: row for row in _rows() if row["line"] in (44, 77)}
+
+    def decoded(line: int):
+        row = rows[line]
+        return decode_telegram(row["frame"], KeyStore.single(bytes.fromhex(row["key"])))
+
+    caltos = decoded(44)
+    profile = [(r.value, r.modifiers[-1]) for r in caltos.records if r.modifiers]
+    assert profile == [(627, "at_2026-01-01"), (395, "at_2025-12-01"), (176, "at_2025-11-01"),
+                       (7, "at_2025-10-01")]
+    assert [r.value for r in caltos.records if r.storage == 1] == ["2026-01-01", 627]
+    techem = decoded(77)
+    last = [r for r in techem.records if r.modifiers][-1]
+    assert (last.value, last.modifiers[-1]) == (25, "at_2020-12-31")
+    assert [r.value for r in techem.records if r.storage == 1] == [25, "2020-12-31"]
