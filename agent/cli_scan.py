@@ -1,4 +1,5 @@
-"""`batigate scan modbus|mbus`: find what answers on a bus, and add it to the config.
+"""`batigate scan modbus|mbus|wmbus`: find what answers (or transmits) on a bus, and add it to
+the config.
 
 The scan talks on the bus itself, so it refuses to run while the agent does (two masters on one
 RS-485 line corrupt each other's frames): stop the service first.
@@ -261,6 +262,98 @@ async def _scan_mbus(bus: Any, primary: bool, secondary: bool, addresses: list[i
 
         return await scan(bus, primary=primary, secondary=secondary, addresses=addresses,
                           timeout=timeout, progress=report)
+
+
+# -- wireless M-Bus ---------------------------------------------------------------------------------
+
+@scan_group.command("wmbus")
+@click.option("--bus", "bus_id", required=True, shell_complete=complete_bus,
+              help="a wmbus bus of the config (its receiver and keys file are used)")
+@click.option("--listen", "listen_for", default="10m", show_default=True,
+              help="how long to listen: 30s, 10m, 1h (meters send every 8 s to hours)")
+@click.option("--add", is_flag=True, help="add the meters heard to the config")
+@click.option("--profile", help="profile of the added meters (default: from their medium: "
+                                "water-meter, heat-meter, heat-cost-allocator)")
+@click.option("--prefix", default="meter", show_default=True, help="id prefix of added devices")
+@click.option("--min-count", type=click.IntRange(1), default=1, show_default=True,
+              help="--add only meters heard at least this many times (a neighbour's meter at "
+                   "the edge of range is heard rarely)")
+@config_option
+@json_option
+def scan_wmbus(bus_id: str, listen_for: str, add: bool, profile: str | None, prefix: str,
+               min_count: int, config_path: Path, as_json: bool) -> None:
+    """Listen on a radio bus and show every meter heard, live: id, manufacturer, medium,
+    version, encrypted, key (yes / no / wrong / - for clear), RSSI, count, last heard.
+
+    \b
+    Examples:
+      batigate scan wmbus --bus radio --listen 10m
+      batigate scan wmbus --bus radio --listen 30m --add --min-count 2
+      batigate scan wmbus --bus radio --listen 5m --json
+    """
+    from agent.durations import parse_duration  # noqa: PLC0415
+
+    config = load_or_exit(config_path)
+    bus = _bus_or_exit(config, bus_id, ("wmbus",))
+    try:
+        seconds = parse_duration(listen_for)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    _refuse_if_agent_runs(config)
+    mine = [d for d in config.devices if d.bus == bus.id]
+    driver = run(_listen_wmbus(bus, seconds, mine, quiet=as_json))
+    from drivers.wmbus import scan as wscan  # noqa: PLC0415
+    from drivers.wmbus.reception import rows  # noqa: PLC0415
+
+    heard = driver.reception.table()
+    entries = [wscan.device_entry(h, bus.id, prefix, profile) for h in heard
+               if h.configured is None and h.count >= min_count]
+    added = _maybe_add(config_path, entries, add, as_json)
+    if as_json:
+        emit_json({"ok": True, "bus": bus.id, "seconds": seconds, "heard": list(rows(heard)),
+                   "counters": driver.stats.as_dict(), "added": added})
+        return
+    console().print(_wmbus_table(driver, final=True))
+    _print_added(added, add)
+
+
+async def _listen_wmbus(bus: Any, seconds: float, devices: list[Any], quiet: bool) -> Any:
+    from rich.live import Live  # noqa: PLC0415
+
+    from drivers.wmbus.scan import listen  # noqa: PLC0415
+
+    if quiet:
+        return await listen(bus, seconds, devices=devices)
+    with Live(console=console(), auto_refresh=False, transient=True) as live:
+        def update(driver: Any) -> None:
+            live.update(_wmbus_table(driver, final=False), refresh=True)
+
+        return await listen(bus, seconds, update, devices=devices)
+
+
+def _wmbus_table(driver: Any, *, final: bool) -> Any:
+    import time  # noqa: PLC0415
+
+    from rich.table import Table  # noqa: PLC0415
+
+    heard = sorted(driver.reception.table(), key=lambda h: (h.rssi is None, -(h.rssi or 0)))
+    extra = driver.stats.extra
+    state = "" if final else (" — listening" if extra.get("receiving") else " — opening the receiver")
+    table = Table(title=f"{len(heard)} meter(s) heard on {driver.bus.id}{state}",
+                  caption=f"telegrams {extra['telegrams']}, repeats {extra['duplicates']}, "
+                          f"bad CRC {extra['bad_crc']}, undecryptable {extra['undecryptable']}, "
+                          f"garbage bytes {driver.stats.garbage}")
+    for column in ("id", "manufacturer", "medium", "version", "encrypted", "key", "RSSI dBm",
+                   "count", "last heard", "device"):
+        table.add_column(column)
+    now = time.time()
+    for h in heard:
+        table.add_row(h.id, h.manufacturer or "—", h.medium or "—",
+                      "—" if h.version is None else str(h.version),
+                      "?" if h.encrypted is None else ("yes" if h.encrypted else "no"), h.key,
+                      "—" if h.rssi is None else f"{h.rssi:.0f}", str(h.count),
+                      f"{now - h.last_heard:.0f}s ago", h.configured or "—")
+    return table
 
 
 # -- adding to the config -------------------------------------------------------------------------

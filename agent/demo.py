@@ -36,10 +36,13 @@ def _free_port() -> int:
 def demo_config(workdir: Path, building: Any, broker_port: int, protocol: str) -> dict[str, Any]:
     """The gateway config of the simulated building: devices by profile, as on a real site, with
     the profiles' default alarm rules shortened so that the demo's faults show within a minute."""
-    sections = building.gateway_sections(poll="2s", meter_poll="10s")
+    sections = building.gateway_sections(poll="2s", meter_poll="10s",
+                                         keys=workdir / "wmbus.keys")
     for device in sections["devices"]:
         if device["profile"] == "vmc-caisson":
             device["rules"] = {"low-depression": {"for": "5s"}, "pressure-switch": {"for": "5s"}}
+        if device["id"] == "flat-103-water":  # the leaking flat: its leak shows without a night
+            device["rules"] = {"night-leak": {"for": "40s"}}
     return {
         "gateway": {"id": "gw-demo", "site": "res-les-pins"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "protocol": protocol},
@@ -138,10 +141,11 @@ async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss") 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    building = Building()
+    building = Building(radio_interval=8.0)  # radio meters send every 8 s (T1 meters can)
     modbus_port, mbus_port = await building.start()
     console.print(f"[dim]simulated building: modbus-tcp 127.0.0.1:{modbus_port}, "
-                  f"m-bus socket://127.0.0.1:{mbus_port}[/]")
+                  f"m-bus socket://127.0.0.1:{mbus_port}, radio (emulated iM871A) "
+                  f"socket://127.0.0.1:{building.radio_ports['im871a']}[/]")
     try:
         async with local_broker(workdir) as (broker_port, protocol):
             path = workdir / "gateway.yaml"

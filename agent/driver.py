@@ -14,10 +14,10 @@ their own pydantic models for their part of the config file:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from agent.config_models import BusConfig, DeviceConfig, PointConfig
 from agent.models import PointValue, Value
@@ -63,3 +63,48 @@ class Driver(Protocol):
     async def write(self, device: DeviceConfig, point: PointConfig, value: Value) -> None:
         """Write one writable point; raises `DeviceUnavailable` or `DriverError`."""
         ...
+
+
+Hear = Callable[[Sequence[PointValue], float], None]
+
+
+class PushDriver(Protocol):
+    """A driver whose devices speak when they like (radio meters, GPIO edges): nothing to poll.
+
+    The field runs `listen()` as one task per bus (restarted with backoff if it fails) and gives
+    the driver, per device, a `hear(values, ts)` callback; `agent.watcher.DeviceWatcher` turns
+    what is heard, and what is not heard for `silence(device)` seconds, into the same values and
+    ok/down states a poller produces, so rules, commands and health see no difference.
+    """
+
+    push: ClassVar[bool]  # True: the field watches instead of polling
+    # Set by the field: bus events for `evt` (a receiver reset, lost, receiving again).
+    events: Callable[[dict[str, Any]], None] | None
+    bus_model: ClassVar[type[BusConfig]]
+    device_model: ClassVar[type[DeviceConfig]]
+    point_model: ClassVar[type[PointConfig]]
+
+    stats: BusStats
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+    async def listen(self) -> None:
+        """Receive until cancelled; a fault of the bus is handled (counted, retried) inside."""
+        ...
+
+    def attach(self, device: DeviceConfig, hear: Hear) -> None: ...
+
+    def detach(self, device_id: str) -> None: ...
+
+    def silence(self, device: DeviceConfig) -> float:
+        """Seconds without a message after which `device` is down."""
+        ...
+
+    async def write(self, device: DeviceConfig, point: PointConfig, value: Value) -> None: ...
+
+
+def is_push(driver: object) -> bool:
+    return bool(getattr(driver, "push", False))

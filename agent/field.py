@@ -3,36 +3,53 @@
 Opened at start, and changed piece by piece when a config apply touches a bus or a device:
 a poller is a task of the supervisor's TaskGroup, so stopping one is cancelling that task; a bus
 is its own exit stack, so closing one leaves the others' connections alone.
+
+A push driver (`agent.driver.PushDriver`: radio meters) is not polled: its bus gets one listening
+task, restarted with backoff if it ever fails, and each of its devices a `DeviceWatcher` in
+`pollers` (same surface as a poller) that turns what is heard, or not heard, into values and
+states.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Callable, Iterable
+from typing import Any
 from contextlib import AsyncExitStack
 
 from agent import registry
 from agent.clock import Clock
 from agent.config import Config
 from agent.config_models import BusConfig, DeviceConfig
-from agent.driver import Driver
+from agent.driver import Driver, PushDriver, is_push
 from agent.models import DeviceState, PointValue
 from agent.poller import DevicePoller
+from agent.watcher import DeviceWatcher
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKOFF_CAP = 60.0  # a push bus whose listener keeps failing is retried at least this often
 
 ValuesSink = Callable[[DeviceConfig, list[PointValue], float], None]
+EventSink = Callable[[dict[str, Any]], None]
 StateSink = Callable[[DeviceConfig, DeviceState, str | None], None]
 
 
 class Field:
-    def __init__(self, clock: Clock, on_values: ValuesSink, on_state: StateSink) -> None:
+    def __init__(self, clock: Clock, on_values: ValuesSink, on_state: StateSink,
+                 on_event: EventSink | None = None) -> None:
         self.clock = clock
         self.on_values = on_values
         self.on_state = on_state
+        self.on_event = on_event  # bus events of push drivers, for `evt`
         self.drivers: dict[str, Driver] = {}
-        self.pollers: dict[str, DevicePoller] = {}
+        self.pollers: dict[str, DevicePoller | DeviceWatcher] = {}
         self._stacks: dict[str, AsyncExitStack] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # one transaction at a time per bus
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[str, asyncio.Task[None]] = {}  # push buses
         self._group: asyncio.TaskGroup | None = None
 
     async def open_buses(self, buses: Iterable[BusConfig]) -> None:
@@ -40,12 +57,20 @@ class Field:
             stack = AsyncExitStack()
             cls = registry.load(registry.DRIVERS, bus.driver)
             self.drivers[bus.id] = await stack.enter_async_context(cls(bus))
+            if is_push(self.drivers[bus.id]):
+                self.drivers[bus.id].events = self.on_event  # type: ignore[union-attr]
             self._stacks[bus.id] = stack
             self._locks[bus.id] = asyncio.Lock()
+            if self._group is not None:
+                self._listen(bus.id)
 
     async def close_buses(self, bus_ids: Iterable[str]) -> None:
         """Close buses whose pollers are already stopped."""
         for bus_id in list(bus_ids):
+            listener = self._listeners.pop(bus_id, None)
+            if listener is not None:
+                listener.cancel()
+                await asyncio.wait([listener])
             self.drivers.pop(bus_id, None)
             self._locks.pop(bus_id, None)
             stack = self._stacks.pop(bus_id, None)
@@ -65,6 +90,14 @@ class Field:
             for index, device in enumerate(on_bus):
                 if device.id not in wanted:
                     continue
+                driver = self.drivers[bus.id]
+                if is_push(driver):
+                    self.pollers[device.id] = DeviceWatcher(
+                        device, driver, clock=self.clock,  # type: ignore[arg-type]
+                        on_values=self.on_values, on_state=self.on_state)
+                    if self._group is not None:
+                        self._start(device.id)
+                    continue
                 self.pollers[device.id] = DevicePoller(
                     device, self.drivers[bus.id], self._locks[bus.id], clock=self.clock,
                     stagger=device.poll * index / len(on_bus),
@@ -75,13 +108,23 @@ class Field:
     def start(self, group: asyncio.TaskGroup) -> None:
         """Run every poller as a task of the supervisor's group (and those added later)."""
         self._group = group
+        for bus_id in self.drivers:
+            self._listen(bus_id)
         for device_id in self.pollers:
             self._start(device_id)
 
+    def _listen(self, bus_id: str) -> None:
+        driver = self.drivers[bus_id]
+        if is_push(driver) and bus_id not in self._listeners:
+            assert self._group is not None
+            self._listeners[bus_id] = self._group.create_task(
+                _keep_listening(bus_id, driver), name=f"listen:{bus_id}")  # type: ignore[arg-type]
+
     def _start(self, device_id: str) -> None:
         assert self._group is not None
+        kind = "watch" if isinstance(self.pollers[device_id], DeviceWatcher) else "poll"
         self._tasks[device_id] = self._group.create_task(self.pollers[device_id].run(),
-                                                         name=f"poll:{device_id}")
+                                                         name=f"{kind}:{device_id}")
 
     async def stop_pollers(self, device_ids: Iterable[str]) -> None:
         """Cancel these pollers and wait until they let go of their bus."""
@@ -94,3 +137,20 @@ class Field:
                 tasks.append(task)
         if tasks:
             await asyncio.wait(tasks)
+
+
+async def _keep_listening(bus_id: str, driver: PushDriver) -> None:
+    """The isolation boundary of a push bus, as the poller is for a polled device: whatever the
+    driver's listener raises (except cancellation) is logged, counted, and retried with backoff;
+    it never reaches the supervisor."""
+    failures = 0
+    while True:
+        try:
+            await driver.listen()
+            return
+        except Exception as exc:  # the boundary: a driver bug ends this listen only
+            failures += 1
+            driver.stats.exceptions += 1
+            delay = min(LISTEN_BACKOFF_CAP, 2.0 ** min(failures, 6)) * random.uniform(0.9, 1.1)  # noqa: S311
+            log.exception("bus %s: the listener failed (%r); again in %.0fs", bus_id, exc, delay)
+        await asyncio.sleep(delay)

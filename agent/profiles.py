@@ -29,7 +29,10 @@ from typing import Any
 import yaml
 
 PACKAGE = "drivers.profiles"
-FAMILIES = ("modbus", "mbus", "gpio")
+FAMILIES = ("modbus", "mbus", "wmbus", "gpio")
+# A radio meter carries the same EN 13757-3 records as a wired one: the meter profiles written
+# for wired M-Bus serve radio meters too (points pick records the same way).
+ACCEPTS = {"wmbus": ("wmbus", "mbus")}
 _PROFILE_KEYS = {"name", "description", "driver", "poll", "equipment", "points", "rules", "source"}
 # A default rule may not change what it is: those keys define it, the rest tune it.
 _FIXED_RULE_KEYS = {"id", "type", "point", "device"}
@@ -103,7 +106,8 @@ def apply(entry: dict[str, Any], driver: str | None = None) -> dict[str, Any]:
                              "`profile:` (write its rules in the top-level `rules:` list)")
         return entry
     profile = load(name)
-    if driver is not None and family_of(driver) != profile["driver"]:
+    if driver is not None and profile["driver"] not in ACCEPTS.get(family_of(driver),
+                                                                   (family_of(driver),)):
         raise ValueError(f"profile {name!r} is for {profile['driver']} devices; this device's "
                          f"bus uses driver {driver!r}")
     check_overrides(name, entry.get("rules"))

@@ -30,6 +30,7 @@ from agent.poller import DevicePoller
 from agent.reconfigure import Plan
 from agent.timesync import TimeKeeper
 from agent.uplink import Uplink
+from agent.watcher import DeviceWatcher
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ class Agent:
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
         self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
         self.pipeline.clock_synced = self.timekeeper.synced
-        self.field = Field(clock, self.pipeline.values, self.pipeline.device_state)
+        self.field = Field(clock, self.pipeline.values, self.pipeline.device_state,
+                           self.pipeline.event)
         self.drivers: dict[str, Driver] = self.field.drivers  # read by health and commands
-        self.pollers: dict[str, DevicePoller] = self.field.pollers
+        self.pollers: dict[str, DevicePoller | DeviceWatcher] = self.field.pollers
         self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
         self.commands = CommandHandler(self, clock=clock)

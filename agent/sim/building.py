@@ -6,6 +6,10 @@
   so the contacts are simulated the way many sites wire them, through an I/O module.
 - M-Bus over TCP (`drivers.mbus.simulator.MBusSimulator`): water meters 1-5 (meter 4 leaks
   6 l/h day and night) and heat meters 10-12.
+- Radio (`agent.sim.radio_meters`): the flats' wireless M-Bus meters, encrypted (OMS mode 5),
+  heard by an emulated iM871A and an emulated Amber AMB8465 on TCP (`agent.sim.radio_stick`):
+  flat 103's water leaks, flat 104's meter falls silent after 3 minutes, a neighbour's meter is
+  heard too; `keys_file()` writes the keys the gateway needs.
 
 Every device reads the same `SimClock`; `play(scenario, speed)` runs a scenario file against it
 (see `agent.sim.scenario`). `gateway_sections()` gives the `buses:`/`devices:` a gateway config
@@ -18,7 +22,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pathlib import Path
+
 from agent.sim.modbus_building import Image, LiftStation, ModbusBuilding, Table, VmcCaisson
+from agent.sim.radio_meters import RadioAir, default_radio_meters, gateway_devices, keys_file
+from agent.sim.radio_stick import EmulatedStick
 from agent.sim.scenario import SimClock, Step
 from agent.sim.scenario import load as load_scenario
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, SimMeter, WaterMeter, default_meters
@@ -265,7 +273,8 @@ class MeterHandle:
 class Building:
     """The simulated building's two servers and its scripted devices."""
 
-    def __init__(self, clock: SimClock | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, clock: SimClock | None = None, host: str = "127.0.0.1",
+                 radio_interval: float = 16.0) -> None:
         self.clock = clock or SimClock()
         self.host = host
         now = self.clock()
@@ -284,19 +293,37 @@ class Building:
         for meter in self.mbus.meters.values():
             self.targets[_meter_id(meter)] = MeterHandle(meter, self.clock)
         self.ports: tuple[int, int] = (0, 0)
+        self.radio_meters = default_radio_meters(self.clock, interval=radio_interval)
+        self.air = RadioAir(self.radio_meters, self.clock)
+        self.sticks = {"im871a": EmulatedStick("im871a"), "amber": EmulatedStick("amber")}
+        self.air.sticks.extend(self.sticks.values())
+        self.radio_ports: dict[str, int] = {}
+        self._air_task: asyncio.Task[None] | None = None
 
-    async def start(self, modbus_port: int = 0, mbus_port: int = 0) -> tuple[int, int]:
-        """Listen on both servers (0 = a free port); return (modbus_port, mbus_port)."""
+    async def start(self, modbus_port: int = 0, mbus_port: int = 0,
+                    radio_ports: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+        """Listen on every server (0 = a free port); return (modbus_port, mbus_port).
+
+        The radio sticks' ports are in `radio_ports` ({"im871a": port, "amber": port})."""
         modbus = await self.modbus.start(modbus_port)
         try:
             mbus = await self.mbus.start(self.host, mbus_port)
+            for (name, stick), port in zip(self.sticks.items(), radio_ports, strict=True):
+                self.radio_ports[name] = await stick.start_tcp(self.host, port)
         except OSError:
-            await self.modbus.stop()
+            await self.stop()
             raise
         self.ports = (modbus, mbus)
+        self._air_task = asyncio.ensure_future(self.air.run())
         return self.ports
 
     async def stop(self) -> None:
+        if self._air_task is not None:
+            self._air_task.cancel()
+            await asyncio.gather(self._air_task, return_exceptions=True)
+            self._air_task = None
+        for stick in self.sticks.values():
+            await stick.stop()
         await self.mbus.stop()
         await self.modbus.stop()
 
@@ -368,14 +395,23 @@ class Building:
 
     # -- gateway config ------------------------------------------------------------------------
 
-    def gateway_sections(self, poll: str | None = "2s",
-                         meter_poll: str | None = "10s") -> dict[str, list[dict[str, Any]]]:
-        """`buses:` and `devices:` for a gateway config that reads this building (once started)."""
+    def gateway_sections(self, poll: str | None = "2s", meter_poll: str | None = "10s",
+                         keys: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+        """`buses:` and `devices:` for a gateway config that reads this building (once started).
+
+        With `keys`, the radio meters' keys are written there and the radio bus (the emulated
+        iM871A) and its meters are part of it."""
         modbus_port, mbus_port = self.ports
         if not modbus_port or not mbus_port:
             raise RuntimeError("start() the building first: the config needs its ports")
-        return {"buses": demo_buses(self.host, modbus_port, mbus_port),
-                "devices": demo_devices(poll=poll, meter_poll=meter_poll)}
+        buses = demo_buses(self.host, modbus_port, mbus_port)
+        devices = demo_devices(poll=poll, meter_poll=meter_poll)
+        if keys is not None:
+            buses.append({"id": "radio", "driver": "wmbus", "receiver": "im871a",
+                          "port": f"socket://{self.host}:{self.radio_ports['im871a']}",
+                          "keys": str(keys_file(self.radio_meters, keys))})
+            devices += gateway_devices(self.radio_meters, "radio")
+        return {"buses": buses, "devices": devices}
 
 
 class _NoVariables:
@@ -422,7 +458,8 @@ def demo_devices(poll: str | None = "2s", meter_poll: str | None = "10s",
 
 async def serve(modbus_port: int = 5020, mbus_port: int = 2400, *, host: str = "127.0.0.1",
                 scenario: str | None = None, speed: float = 1.0,
-                ready: Callable[[Building], None] | None = None) -> None:
+                ready: Callable[[Building], None] | None = None,
+                radio_ports: tuple[int, int] = (0, 0)) -> None:
     """Run the building until cancelled (for `batigate sim [--scenario NAME]`).
 
     `ready` gets the started building (its `ports`, `gateway_sections()`); the scenario, if any,
@@ -432,7 +469,7 @@ async def serve(modbus_port: int = 5020, mbus_port: int = 2400, *, host: str = "
     steps = load_scenario(scenario) if scenario else None
     if steps is not None:
         building.check(steps)
-    await building.start(modbus_port, mbus_port)
+    await building.start(modbus_port, mbus_port, radio_ports)
     try:
         if ready is not None:
             ready(building)

@@ -20,9 +20,10 @@ buses:
   - {id: lan, driver: modbus-tcp, host: 192.0.2.10, port: 502}
   - {id: gpio0, driver: gpio, chip: /dev/gpiochip0}
   - {id: meters, driver: mbus, port: /dev/ttyUSB1}
+  - {id: radio, driver: wmbus, receiver: im871a, port: /dev/ttyUSB2}
 """
 
-BUS_OF = {"modbus": "lan", "gpio": "gpio0", "mbus": "meters"}
+BUS_OF = {"modbus": "lan", "gpio": "gpio0", "mbus": "meters", "wmbus": "radio"}
 
 
 def device_for(name: str, index: int) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def device_for(name: str, index: int) -> dict[str, Any]:
         entry["address"] = index + 1
     if profile["driver"] == "mbus":
         entry["address"] = index + 1
+    if profile["driver"] == "wmbus":
+        entry["address"] = f"{index + 1:08d}"
     if profile["driver"] == "gpio":
         inputs = [p for p in profile["points"] if "of" not in p]
         entry["points"] = [{"name": p["name"], "line": 20 + n} for n, p in enumerate(inputs)]
@@ -116,7 +119,7 @@ def test_unknown_profile_is_reported_at_its_line(tmp_path: Path) -> None:
             - {id: vmc-b, bus: lan, address: 17, profile: vmc-caison}
             """)
     [problem] = caught.value.problems
-    assert ":8: devices[0].profile: unknown profile 'vmc-caison'; installed: " in problem
+    assert ":9: devices[0].profile: unknown profile 'vmc-caison'; installed: " in problem
     assert "vmc-caisson" in problem
 
 
@@ -187,3 +190,16 @@ def test_generic_profiles_match_the_simulated_building(profile: str, unit: int) 
         mapped = points[demo["name"]]
         for key, value in demo.items():
             assert mapped.get(key) == value, (demo["name"], key)
+
+
+def test_a_radio_meter_takes_the_wired_meter_profiles(tmp_path: Path) -> None:
+    loaded = load_devices(tmp_path, """\
+        - {id: flat-12, bus: radio, address: "12345678", profile: water-meter, interval: 16s}
+        - {id: hca-12, bus: radio, address: 12345679, profile: heat-cost-allocator}
+        """)
+    flat, hca = loaded.devices
+    assert [p.name for p in flat.points][:2] == ["volume", "flow"]
+    assert flat.silence == 64.0  # 4 intervals unheard
+    assert hca.address == "12345679" and hca.points[0].record.quantity == "hca_units"
+    with pytest.raises(ConfigError, match="profile 'heat-cost-allocator' is for wmbus"):
+        load_devices(tmp_path, "- {id: m, bus: meters, address: 3, profile: heat-cost-allocator}\n")

@@ -101,7 +101,7 @@ def test_bad_scenario_files(data: Any, message: str) -> None:
 
 async def test_the_demo_devices_form_a_valid_gateway_config(building: Building,
                                                              tmp_path: Path) -> None:
-    sections = building.gateway_sections()
+    sections = building.gateway_sections(keys=tmp_path / "wmbus.keys")
     data = {"gateway": {"id": "gw-demo", "site": "res-les-pins"},
             "mqtt": {"host": "127.0.0.1", "tls": False}, **sections,
             "rules": [r for d in sections["devices"] for r in profiles.rules_for(d)]}
@@ -110,7 +110,8 @@ async def test_the_demo_devices_form_a_valid_gateway_config(building: Building,
     cfg = config.load(path)
     kinds = {d.profile for d in cfg.devices}
     assert kinds == {"vmc-caisson", "relevage-pump", "lift-box", "door-contact-modbus",
-                     "water-meter", "heat-meter"}
+                     "water-meter", "heat-meter", "heat-cost-allocator"}
+    assert {d.bus for d in cfg.devices if d.profile == "heat-cost-allocator"} == {"radio"}
     assert len(cfg.rules) > 20
 
 
