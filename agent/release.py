@@ -3,7 +3,7 @@
     wheels/ (wheels.sh) ─► batigate-1.5.0.tar.gz        the wheels only, as update.unpack wants
                          ├ batigate-1.5.0.tar.gz.sha256 "HEX  NAME", what sha256sum -c reads
                          ├ batigate-1.5.0.tar.gz.sig    base64 Ed25519 over the sha256 hex text
-                         └ batigate-1.5.0.json          manifest: version, size, sha256, sig, wheels
+                         └ batigate-1.5.0.json          manifest: version, size, sha256, sig
 
 The manifest carries everything `update.install` needs but the URL (`install_args`); the release
 key signs the same bytes the gateway checks (`update.verify_release`), so a bundle that passes
@@ -34,7 +34,8 @@ MANIFEST_FORMAT = 1
 MAX_WHEELS = 500  # a release is the agent and its ~30 dependencies; more is a wrong folder
 MAX_MANIFEST = 1 << 20
 # PEP 427 file name: distribution-version(-build)?-python-abi-platform.whl
-WHEEL_NAME = re.compile(r"^(?P<dist>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
+WHEEL_NAME = re.compile(
+    r"^(?P<dist>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 
 
 class ReleaseError(Exception):
