@@ -30,6 +30,7 @@ from agent.poller import DevicePoller
 from agent.reconfigure import Plan
 from agent.timesync import TimeKeeper
 from agent.uplink import Uplink
+from agent.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Agent:
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
+        self.uplink.wire = Wire(self)  # mqtt.profiles besides native
 
     def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
         log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,

@@ -1,0 +1,84 @@
+"""Wire profiles: the conventions other platforms already consume, fed from the one outbox.
+
+    outbox row ─► uplink ─► native topic + envelope            (always: the reference)
+                        └─► Wire.render(row) ─► [(topic, payload, retain), …] of each profile
+
+A profile never has a queue of its own: what it publishes is derived from the outbox row being
+delivered, in the same batch, and the row leaves the outbox only when the broker took the native
+message and every profile message made from it. So each profile has the native durability,
+order, backlog replay and overflow policy by construction. `announce` adds what a profile says
+at each connection and each rebirth (Home Assistant's retained discovery configs); `subscriptions`
+and `on_message` carry what a platform sends back (Home Assistant's set topics), which only ever
+reaches the gateway through the command layer's guarded operations.
+
+Profiles: `native` (no extra messages) and `homeassistant` (agent/wire/homeassistant.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from agent.outbox import Message
+
+log = logging.getLogger(__name__)
+
+Publication = tuple[str, bytes, bool]  # topic, payload, retain
+
+
+class Profile(Protocol):
+    def render(self, message: Message, hist: bool) -> list[Publication]: ...
+
+    def announce(self) -> list[Publication]: ...
+
+    def subscriptions(self) -> list[str]: ...
+
+    async def on_message(self, topic: str, payload: bytes) -> None: ...
+
+
+class Wire:
+    """The profiles of one gateway, built from `mqtt.profiles`. `agent` gives them the live
+    config (a config apply changes devices) and the command layer for writes."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.profiles: list[Profile] = []
+        self.rendered = 0  # profile messages made (for the benchmark and health)
+        self.dropped = 0  # messages from a platform that were refused (malformed, not allowed)
+        names = agent.config.mqtt.profiles
+        if "homeassistant" in names:
+            from agent.wire.homeassistant import HomeAssistant  # noqa: PLC0415
+
+            self.profiles.append(HomeAssistant(agent, self))
+
+    def __bool__(self) -> bool:
+        return bool(self.profiles)
+
+    def render(self, message: Message, hist: bool) -> list[Publication]:
+        out: list[Publication] = []
+        for profile in self.profiles:
+            out.extend(profile.render(message, hist))
+        self.rendered += len(out)
+        return out
+
+    def announce(self) -> list[Publication]:
+        return [p for profile in self.profiles for p in profile.announce()]
+
+    def subscriptions(self) -> list[str]:
+        return [t for profile in self.profiles for t in profile.subscriptions()]
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        for profile in self.profiles:
+            if topic in profile.subscriptions() or any(
+                    _matches(f, topic) for f in profile.subscriptions()):
+                await profile.on_message(topic, payload)
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    want, have = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(want):
+        if part == "#":
+            return True
+        if i >= len(have) or (part != "+" and part != have[i]):
+            return False
+    return len(want) == len(have)
