@@ -1,7 +1,7 @@
 """Wire profiles: the conventions other platforms already consume, fed from the one outbox.
 
-    outbox row ─► uplink ─► native topic + envelope            (always: the reference)
-                        └─► Wire.render(row) ─► [(topic, payload, retain), …] of each profile
+    outbox row ─► uplink ─► native topic + envelope           (always: the reference)
+                        └─► Wire.render(row) ─► [(topic, payload, retain), …] per profile
 
 A profile never has a queue of its own: what it publishes is derived from the outbox row being
 delivered, in the same batch, and the row leaves the outbox only when the broker took the native

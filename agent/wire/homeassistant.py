@@ -4,6 +4,7 @@
                                          binary sensor per alarm rule)
     {prefix}/device/{gw}-{dev}/config    retained: one per field device, a component per point
     {root}/ha/{dev}                      retained: {"ts", "seq", "hist", "v": {point: value}}
+    {root}/ha/{dev}/hist                 what an outage held back, in order (hist: true)
     {root}/ha/{dev}/availability         retained: online | offline (the device's comm state)
     {root}/ha/alarms                     retained: {rule id: "ON" | "OFF"}
     {root}/ha/{dev}/{point}/set          in, with `writes: true`: number or switch -> point.write
@@ -13,8 +14,8 @@ offline when the agent dies) AND the device's availability topic (`availability_
 Values keep SenML units except where Home Assistant's dashboards need its own (energy in kWh,
 flow in m³/h: converted in the value template, the payload stays SenML). Meters get
 `state_class: total_increasing` with the device class the energy and water dashboards accept.
-A value held back by an outage arrives in order with `hist: true` as an entity attribute: Home
-Assistant has no way to back-date a state.
+Readings held back by an outage arrive in order on `ha/{dev}/hist`, not on the state topic:
+Home Assistant has no way to back-date a state, and the backlog drains while live readings flow.
 """
 
 from __future__ import annotations
@@ -219,15 +220,24 @@ class HomeAssistant:
         return []
 
     def _telemetry(self, dev: str, message: Message, hist: bool) -> Publication:
-        latest = self.latest.setdefault(dev, {})
+        """Live: the device's state topic (every point's latest value). Held back by an outage:
+        its own topic, in order, not retained. The backlog drains while live telemetry flows
+        (agent/pacing.py), and Home Assistant cannot back-date a state: a replayed reading on
+        the state topic would overwrite a newer one."""
+        values: dict[str, Any] = {}
         bt = None
         for record in message.fields().get("e") or []:
             bt = record.get("bt", bt)
             name = record.get("n")
             if isinstance(name, str):
-                latest[name] = next((record[k] for k in ("v", "vb", "vs") if k in record), None)
+                values[name] = next((record[k] for k in ("v", "vb", "vs") if k in record), None)
+        if not hist:
+            values = self.latest.setdefault(dev, {}) | values
+            self.latest[dev] = values
         body = {"ts": bt if bt is not None else message.ts, "seq": message.seq, "hist": hist,
-                "v": latest}
+                "v": values}
+        if hist:
+            return (f"{self.root}/ha/{dev}/hist", _json(body), False)
         return (f"{self.root}/ha/{dev}", _json(body), True)
 
     def subscriptions(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 BENCHES = ["tests.bench.bench_agent", "tests.bench.bench_outbox", "tests.bench.bench_rules",
-           "tests.bench.bench_mbus"]
+           "tests.bench.bench_mbus", "tests.bench.bench_wire"]
 
 
 def main() -> None:

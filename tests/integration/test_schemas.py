@@ -69,7 +69,7 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
     assert addresses == {"state", "birth", "dev/{dev}/state", "dev/{dev}/tm", "evt", "alarms",
                          "health", "cmd/req", "cmd/res", "ack",
                          # wire profile homeassistant (agent/wire/homeassistant.py)
-                         "{discovery_prefix}/device/{object_id}/config", "ha/{dev}",
+                         "{discovery_prefix}/device/{object_id}/config", "ha/{dev}", "ha/{dev}/hist",
                          "ha/{dev}/availability", "ha/alarms", "ha/{dev}/{point}/set"}
     for channel in doc["channels"].values():
         params = set(re.findall(r"{(\w+)}", channel["address"]))
