@@ -47,6 +47,13 @@ class HomeAssistantConfig(Strict):
                          "(the set topics are not signed: the broker's ACL is the guard)")
 
 
+class ThingsBoardConfig(Strict):
+    """`mqtt.thingsboard`: the ThingsBoard gateway API profile (agent/wire/thingsboard.py)."""
+
+    writes: bool = Field(False, description="RPC point.write is carried out; off: refused "
+                         "(RPC is not signed: the broker's ACL is the guard)")
+
+
 class MqttConfig(Strict):
     host: str
     port: int = Field(8883, ge=1, le=65535)
@@ -59,10 +66,11 @@ class MqttConfig(Strict):
     password: SecretStr | None = None
     keepalive: Duration = 30.0
     reconnect_max: Duration = Field(60.0, description="cap of the reconnect backoff")
-    profiles: list[Literal["native", "homeassistant"]] = Field(
+    profiles: list[Literal["native", "homeassistant", "thingsboard"]] = Field(
         ["native"], description="wire profiles fed from the one outbox (agent/wire/); native is "
         "always published, the reference")
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    thingsboard: ThingsBoardConfig = Field(default_factory=ThingsBoardConfig)
 
     @field_validator("profiles")
     @classmethod

@@ -273,11 +273,14 @@ class Uplink:
     async def _wire_subscribe(self, client: _Client, tg: asyncio.TaskGroup) -> None:
         """What a platform sends back (Home Assistant set topics) goes to its profile through a
         topic callback, never into the command stream."""
-        for topic in self.wire.subscriptions() if self.wire else ():
-            def on_message(_client: Any, _userdata: Any, message: Any) -> None:
-                tg.create_task(self.wire.on_message(message.topic, bytes(message.payload)),
-                               name="wire")
+        async def answer(topic: str, payload: bytes) -> None:  # e.g. a ThingsBoard RPC reply
+            for reply, body, retain in await self.wire.on_message(topic, payload):
+                await client.publish_checked(reply, body, retain=retain)
 
+        def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+            tg.create_task(answer(message.topic, bytes(message.payload)), name="wire")
+
+        for topic in self.wire.subscriptions() if self.wire else ():
             client._client.message_callback_add(topic, on_message)  # noqa: SLF001
             await client.subscribe(topic, qos=1)
 

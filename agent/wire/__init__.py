@@ -1,7 +1,7 @@
 """Wire profiles: the conventions other platforms already consume, fed from the one outbox.
 
-    outbox row ─► uplink ─► native topic + envelope           (always: the reference)
-                        └─► Wire.render(row) ─► [(topic, payload, retain), …] per profile
+    outbox row ─► uplink ─► native topic + envelope        (always: the reference)
+                        └─► Wire.render(row) ─► [(topic, payload, retain)] per profile
 
 A profile never has a queue of its own: what it publishes is derived from the outbox row being
 delivered, in the same batch, and the row leaves the outbox only when the broker took the native
@@ -11,7 +11,8 @@ at each connection and each rebirth (Home Assistant's retained discovery configs
 and `on_message` carry what a platform sends back (Home Assistant's set topics), which only ever
 reaches the gateway through the command layer's guarded operations.
 
-Profiles: `native` (no extra messages) and `homeassistant` (agent/wire/homeassistant.py).
+Profiles: `native` (no extra messages), `homeassistant` (agent/wire/homeassistant.py) and
+`thingsboard` (agent/wire/thingsboard.py).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ Publication = tuple[str, bytes, bool]  # topic, payload, retain
 
 
 class Profile(Protocol):
-    def render(self, message: Message, hist: bool) -> list[Publication]: ...
+    def render(self, message: Message, body: dict[str, Any], hist: bool
+               ) -> list[Publication]: ...
 
     def announce(self) -> list[Publication]: ...
 
     def subscriptions(self) -> list[str]: ...
 
-    async def on_message(self, topic: str, payload: bytes) -> None: ...
+    async def on_message(self, topic: str, payload: bytes) -> list[Publication]: ...
 
 
 class Wire:
@@ -50,14 +52,19 @@ class Wire:
             from agent.wire.homeassistant import HomeAssistant  # noqa: PLC0415
 
             self.profiles.append(HomeAssistant(agent, self))
+        if "thingsboard" in names:
+            from agent.wire.thingsboard import ThingsBoard  # noqa: PLC0415
+
+            self.profiles.append(ThingsBoard(agent, self))
 
     def __bool__(self) -> bool:
         return bool(self.profiles)
 
     def render(self, message: Message, hist: bool) -> list[Publication]:
+        body = message.fields()  # parsed once for every profile
         out: list[Publication] = []
         for profile in self.profiles:
-            out.extend(profile.render(message, hist))
+            out.extend(profile.render(message, body, hist))
         self.rendered += len(out)
         return out
 
@@ -67,11 +74,13 @@ class Wire:
     def subscriptions(self) -> list[str]:
         return [t for profile in self.profiles for t in profile.subscriptions()]
 
-    async def on_message(self, topic: str, payload: bytes) -> None:
+    async def on_message(self, topic: str, payload: bytes) -> list[Publication]:
+        """What a platform sent on a subscribed topic; returns the replies to publish."""
+        out: list[Publication] = []
         for profile in self.profiles:
-            if topic in profile.subscriptions() or any(
-                    _matches(f, topic) for f in profile.subscriptions()):
-                await profile.on_message(topic, payload)
+            if any(_matches(f, topic) for f in profile.subscriptions()):
+                out.extend(await profile.on_message(topic, payload))
+        return out
 
 
 def _matches(pattern: str, topic: str) -> bool:

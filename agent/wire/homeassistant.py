@@ -204,29 +204,30 @@ class HomeAssistant:
         self.announced = current
         return out
 
-    def render(self, message: Message, hist: bool) -> list[Publication]:
+    def render(self, message: Message, body: dict[str, Any], hist: bool) -> list[Publication]:
         parts = message.topic.split("/")
         if parts[0] == "dev" and len(parts) == 3 and parts[2] == "tm":
-            return [self._telemetry(parts[1], message, hist)]
+            return [self._telemetry(parts[1], message, body, hist)]
         if parts[0] == "dev" and len(parts) == 3 and parts[2] == "state":
-            state = message.fields().get("state")
+            state = body.get("state")
             return [(f"{self.root}/ha/{parts[1]}/availability",
                      b"online" if state == "ok" else b"offline", True)]
         if message.topic == "alarms":
-            active = {a.get("rule") for a in message.fields().get("active") or []
+            active = {a.get("rule") for a in body.get("active") or []
                       if isinstance(a, dict)}
             states = {r.id: "ON" if r.id in active else "OFF" for r in self.agent.config.rules}
             return [(f"{self.root}/ha/alarms", _json(states), True)]
         return []
 
-    def _telemetry(self, dev: str, message: Message, hist: bool) -> Publication:
+    def _telemetry(self, dev: str, message: Message, body: dict[str, Any],
+                   hist: bool) -> Publication:
         """Live: the device's state topic (every point's latest value). Held back by an outage:
         its own topic, in order, not retained. The backlog drains while live telemetry flows
         (agent/pacing.py), and Home Assistant cannot back-date a state: a replayed reading on
         the state topic would overwrite a newer one."""
         values: dict[str, Any] = {}
         bt = None
-        for record in message.fields().get("e") or []:
+        for record in body.get("e") or []:
             bt = record.get("bt", bt)
             name = record.get("n")
             if isinstance(name, str):
@@ -234,16 +235,16 @@ class HomeAssistant:
         if not hist:
             values = self.latest.setdefault(dev, {}) | values
             self.latest[dev] = values
-        body = {"ts": bt if bt is not None else message.ts, "seq": message.seq, "hist": hist,
-                "v": values}
+        state = {"ts": bt if bt is not None else message.ts, "seq": message.seq, "hist": hist,
+                 "v": values}
         if hist:
-            return (f"{self.root}/ha/{dev}/hist", _json(body), False)
-        return (f"{self.root}/ha/{dev}", _json(body), True)
+            return (f"{self.root}/ha/{dev}/hist", _json(state), False)
+        return (f"{self.root}/ha/{dev}", _json(state), True)
 
     def subscriptions(self) -> list[str]:
         return [f"{self.root}/ha/+/+/set"] if self.settings.writes else []
 
-    async def on_message(self, topic: str, payload: bytes) -> None:
+    async def on_message(self, topic: str, payload: bytes) -> list[Publication]:
         """A set topic: the same point.write as a command (writable, limits, audit, event), run
         as the local caller `homeassistant`. Anything malformed is counted and dropped."""
         from agent import control  # noqa: PLC0415
@@ -253,7 +254,7 @@ class HomeAssistant:
         if value is None or len(parts) < 4:
             self.wire.dropped += 1
             log.warning("homeassistant: ignored %r on %s", payload[:MAX_SET_PAYLOAD], topic)
-            return
+            return []
         dev, point = parts[-3], parts[-2]
         answer = await control.dispatch(self.agent, "point.write",
                                         {"dev": dev, "n": point, "v": value}, "homeassistant")
@@ -261,6 +262,7 @@ class HomeAssistant:
             self.wire.dropped += 1
             log.warning("homeassistant: write %s/%s=%r refused: %s", dev, point, value,
                         answer.get("error"))
+        return []  # Home Assistant reads the outcome from the state topic
 
 
 def parse_set(payload: bytes) -> bool | int | float | None:

@@ -96,7 +96,9 @@ def measure(name: str, profiles: list[str]) -> Result:
 
 def main() -> list[Result]:
     results = [measure("native", ["native"]),
-               measure("native + homeassistant", ["native", "homeassistant"])]
+               measure("native + homeassistant", ["native", "homeassistant"]),
+               measure("native + thingsboard", ["native", "thingsboard"]),
+               measure("native + both", ["native", "homeassistant", "thingsboard"])]
     base = results[0]
     print(f"\nWire profiles: {MESSAGES} telemetry rows of {len(DEMO_POINTS[1])} readings "
           f"(the demo VMC), best of {ROUNDS}; bytes = MQTT 5 PUBLISH before TLS")

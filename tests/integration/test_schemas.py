@@ -41,8 +41,12 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=registry())
 
 
-def assert_valid(name: str, body: Any) -> None:
-    errors = sorted(validator(name).iter_errors(body), key=lambda e: list(e.path))
+def assert_valid(name: str, body: Any, fragment: str = "") -> None:
+    """`fragment`: a JSON pointer into the schema (`/$defs/telemetry`) for files of defs."""
+    check = validator(name) if not fragment else jsonschema.Draft202012Validator(
+        {"$ref": f"{json.loads((SCHEMAS / name).read_text())['$id']}#{fragment}"},
+        registry=registry())
+    errors = sorted(check.iter_errors(body), key=lambda e: list(e.path))
     assert not errors, f"{name}: {[f'{list(e.path)}: {e.message}' for e in errors[:5]]}\n{body}"
 
 
@@ -70,19 +74,23 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
                          "health", "cmd/req", "cmd/res", "ack",
                          # wire profile homeassistant (agent/wire/homeassistant.py)
                          "{discovery_prefix}/device/{object_id}/config", "ha/{dev}", "ha/{dev}/hist",
-                         "ha/{dev}/availability", "ha/alarms", "ha/{dev}/{point}/set"}
+                         "ha/{dev}/availability", "ha/alarms", "ha/{dev}/{point}/set",
+                         # wire profile thingsboard (agent/wire/thingsboard.py)
+                         "v1/gateway/connect", "v1/gateway/disconnect", "v1/gateway/attributes",
+                         "v1/gateway/telemetry", "v1/gateway/rpc"}
     for channel in doc["channels"].values():
         params = set(re.findall(r"{(\w+)}", channel["address"]))
-        assert params == set(channel["parameters"]), channel["address"]
+        assert params == set(channel.get("parameters", {})), channel["address"]
         for message in channel["messages"].values():
             name = message["$ref"].rsplit("/", 1)[-1]
             if "$ref" not in doc["components"]["messages"][name]["payload"]:
                 continue  # a plain-text payload described inline (online/offline, ON/OFF)
             payload = doc["components"]["messages"][name]["payload"]["$ref"]
+            payload, _, fragment = payload.partition("#")
             assert (API / payload).is_file(), payload
             for example in doc["components"]["messages"][name].get("examples", []):
                 if "sig" not in example["payload"]:
-                    assert_valid(Path(payload).name, example["payload"])
+                    assert_valid(Path(payload).name, example["payload"], fragment)
     for operation in doc["operations"].values():
         assert operation["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
     reply = doc["operations"]["handleCommand"]["reply"]
