@@ -45,7 +45,6 @@ class Wire:
     def __init__(self, agent: Any) -> None:
         self.agent = agent
         self.profiles: list[Profile] = []
-        self.rendered = 0  # profile messages made (for the benchmark and health)
         self.dropped = 0  # messages from a platform that were refused (malformed, not allowed)
         names = agent.config.mqtt.profiles
         if "homeassistant" in names:
@@ -65,7 +64,6 @@ class Wire:
         out: list[Publication] = []
         for profile in self.profiles:
             out.extend(profile.render(message, body, hist))
-        self.rendered += len(out)
         return out
 
     def announce(self) -> list[Publication]:
