@@ -46,6 +46,7 @@ class Wire:
         self.agent = agent
         self.profiles: list[Profile] = []
         self.dropped = 0  # messages from a platform that were refused (malformed, not allowed)
+        self.failures = 0  # rows a profile could not render (a bug): logged, native still sent
         names = agent.config.mqtt.profiles
         if "homeassistant" in names:
             from agent.wire.homeassistant import HomeAssistant  # noqa: PLC0415
@@ -63,7 +64,14 @@ class Wire:
         body = message.fields()  # parsed once for every profile
         out: list[Publication] = []
         for profile in self.profiles:
-            out.extend(profile.render(message, body, hist))
+            try:
+                out.extend(profile.render(message, body, hist))
+            except Exception:  # noqa: BLE001 - the isolation boundary: logged and counted
+                # A profile bug must not hold the row (and the whole outbox behind it) forever:
+                # the native message and the other profiles still go.
+                self.failures += 1
+                log.exception("wire profile %s failed on seq %d (%s); skipped for this "
+                              "message", type(profile).__name__, message.seq, message.topic)
         return out
 
     def announce(self) -> list[Publication]:
@@ -77,7 +85,13 @@ class Wire:
         out: list[Publication] = []
         for profile in self.profiles:
             if any(_matches(f, topic) for f in profile.subscriptions()):
-                out.extend(await profile.on_message(topic, payload))
+                try:
+                    out.extend(await profile.on_message(topic, payload))
+                except Exception:  # noqa: BLE001 - isolation boundary: a platform's message
+                    # must not end the MQTT connection (the uplink's task group) on a bug
+                    self.failures += 1
+                    log.exception("wire profile %s failed on a message on %s",
+                                  type(profile).__name__, topic)
         return out
 
 

@@ -50,3 +50,29 @@ def test_a_removed_device_is_deleted_from_home_assistant_and_disconnected_from_t
             "state": "down", "state_since": 5.0, "state_reason": "timeout"}}
     finally:
         agent.outbox.close()
+
+
+def test_a_failing_profile_skips_its_message_and_never_holds_the_row(tmp_path: Path,
+                                                                     caplog: object) -> None:
+    devices = [{"id": "vmc-a", "bus": "lan", "address": 1, "points": DEMO_POINTS[1]}]
+    agent = supervisor.Agent(config_mod.load(write_config(
+        tmp_path, broker_port=1, modbus_port=1, devices=devices,
+        mqtt={"profiles": ["native", "homeassistant", "thingsboard"]})), SystemClock())
+    try:
+        wire = agent.uplink.wire
+
+        class Broken:  # a profile with a bug, first in line
+            def render(self, message: object, body: object, hist: bool) -> list:
+                raise KeyError("bug")
+
+        wire.profiles.insert(0, Broken())
+        agent.outbox.enqueue("dev/vmc-a/tm", {"e": [{"bn": "urn:dev:bgw:gw-test:vmc-a:",
+                                                     "bt": 5.0, "n": "fan_speed", "v": 3}]},
+                             prio=PRIO_EVENT, sess=1, ts=5.0)
+        agent.outbox.commit()
+        [row] = agent.outbox.peek(10)
+        topics = [t for t, _, _ in wire.render(row, hist=False)]
+        assert topics == ["bgw/v1/site-a/gw-test/ha/vmc-a", "v1/gateway/telemetry"]
+        assert wire.failures == 1
+    finally:
+        agent.outbox.close()
