@@ -97,8 +97,9 @@ def _is_bool(point: Any) -> bool:
 def component(gw: str, dev: str, point: Any, root: str, writes: bool) -> dict[str, Any]:
     """One entry of the device's `cmps`."""
     name = point.description or point.name.replace("_", " ")
-    base = {"unique_id": f"bgw_{gw}_{dev}_{point.name}", "name": name,
-            "object_id": f"{gw}_{dev}_{point.name}"}
+    # No object_id: Home Assistant derives the entity id from the device and entity names
+    # (object_id in discovery is deprecated there).
+    base = {"unique_id": f"bgw_{gw}_{dev}_{point.name}", "name": name}
     value = f"value_json.v.{point.name}"
     set_topic = f"{root}/ha/{dev}/{point.name}/set"
     if _is_bool(point):
@@ -155,13 +156,13 @@ class HomeAssistant:
         gw, root = self.gw, self.root
         cmps: dict[str, Any] = {"online": {
             "p": "binary_sensor", "unique_id": f"bgw_{gw}_online", "name": "online",
-            "object_id": f"{gw}_online", "device_class": "connectivity",
+            "device_class": "connectivity",
             "state_topic": f"{root}/state",
             "value_template": "{{ 'ON' if value_json.online else 'OFF' }}"}}
         for rule in self.agent.config.rules:
             key = f"alarm_{rule.id.replace('-', '_')}"
             cmps[key] = {"p": "binary_sensor", "unique_id": f"bgw_{gw}_{key}",
-                         "object_id": f"{gw}_{key}", "name": f"alarm {rule.id}",
+                         "name": f"alarm {rule.id}",
                          "device_class": "problem", "state_topic": f"{root}/ha/alarms",
                          "value_template": f"{{{{ value_json['{rule.id}'] | default('OFF') }}}}",
                          "availability": [{"topic": f"{root}/state", "value_template": ONLINE}]}

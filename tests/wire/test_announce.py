@@ -76,3 +76,27 @@ def test_a_failing_profile_skips_its_message_and_never_holds_the_row(tmp_path: P
         assert wire.failures == 1
     finally:
         agent.outbox.close()
+
+
+def test_meters_get_the_classes_the_energy_and_water_dashboards_accept() -> None:
+    from agent.config_models import PointConfig  # noqa: PLC0415
+    from agent.wire.homeassistant import sensor_options  # noqa: PLC0415
+    from tests.wire.test_homeassistant import render  # noqa: PLC0415
+
+    def options(**point: object) -> dict[str, object]:
+        return sensor_options(PointConfig(name="x", **point))
+
+    water = options(unit="m3", kind="counter")
+    assert (water["device_class"], water["state_class"], water["unit_of_measurement"]) == (
+        "water", "total_increasing", "m³")
+    gas = options(unit="m3", kind="counter", haystack=["gas", "volume"])
+    assert gas["device_class"] == "gas"
+    heat = options(unit="kWh", kind="counter")  # stored in J (SenML); shown in kWh
+    assert (heat["device_class"], heat["state_class"], heat["unit_of_measurement"]) == (
+        "energy", "total_increasing", "kWh")
+    assert render(heat["value_template"], {"v": {"x": 7.2e6}}) == "2.0"
+    assert render(heat["value_template"], {"v": {"x": None}}) == "None"  # unknown in HA
+    flow = options(unit="m3/h")  # stored in m3/s; shown in m³/h
+    assert (flow["device_class"], flow["state_class"]) == ("volume_flow_rate", "measurement")
+    assert float(render(flow["value_template"], {"v": {"x": 0.001}})) == 3.6
+    assert options(unit="°C")["unit_of_measurement"] == "°C"
