@@ -38,6 +38,22 @@ class TlsConfig(Strict):
         return self
 
 
+class HomeAssistantConfig(Strict):
+    """`mqtt.homeassistant`: the Home Assistant wire profile (agent/wire/homeassistant.py)."""
+
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    writes: bool = Field(False, description="writable points become number/switch entities whose "
+                         "set topics go through point.write; off: they are read-only sensors "
+                         "(the set topics are not signed: the broker's ACL is the guard)")
+
+
+class ThingsBoardConfig(Strict):
+    """`mqtt.thingsboard`: the ThingsBoard gateway API profile (agent/wire/thingsboard.py)."""
+
+    writes: bool = Field(False, description="RPC point.write is carried out; off: refused "
+                         "(RPC is not signed: the broker's ACL is the guard)")
+
+
 class MqttConfig(Strict):
     host: str
     port: int = Field(8883, ge=1, le=65535)
@@ -50,6 +66,20 @@ class MqttConfig(Strict):
     password: SecretStr | None = None
     keepalive: Duration = 30.0
     reconnect_max: Duration = Field(60.0, description="cap of the reconnect backoff")
+    profiles: list[Literal["native", "homeassistant", "thingsboard"]] = Field(
+        ["native"], description="wire profiles fed from the one outbox (agent/wire/); native is "
+        "always published, the reference")
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    thingsboard: ThingsBoardConfig = Field(default_factory=ThingsBoardConfig)
+
+    @field_validator("profiles")
+    @classmethod
+    def _native_first(cls, value: list[str]) -> list[str]:
+        if "native" not in value:
+            raise ValueError("native is always published (the reference): list it too")
+        if len(set(value)) != len(value):
+            raise ValueError("a profile is listed twice")
+        return value
 
     @field_validator("tls", mode="before")
     @classmethod

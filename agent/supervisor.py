@@ -31,6 +31,7 @@ from agent.reconfigure import Plan
 from agent.timesync import TimeKeeper
 from agent.uplink import Uplink
 from agent.watcher import DeviceWatcher
+from agent.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Agent:
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
+        self.uplink.wire = Wire(self)  # mqtt.profiles besides native
 
     def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
         log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,

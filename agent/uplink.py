@@ -91,6 +91,7 @@ class Uplink:
         self.session = session
         self.birth = birth
         self.commands = commands
+        self.wire: Any = None  # agent.wire.Wire: the profiles besides native (set by the agent)
         self._clock = clock
         self.root = config.root
         self.connected = asyncio.Event()
@@ -178,6 +179,7 @@ class Uplink:
                     if self.commands is not None:
                         await client.subscribe(f"{self.root}/cmd/req", qos=1)
                         tg.create_task(self._serve_commands(client, tg), name="commands")
+                    await self._wire_subscribe(client, tg)
                     tg.create_task(self._drain(client), name="drain")
             except* aiomqtt.MqttError as lost:
                 raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
@@ -193,6 +195,9 @@ class Uplink:
             await self._client.publish_checked(
                 f"{self.root}/birth", senml.encode(self.birth(), self.config.mqtt.encoding),
                 retain=True, properties=self._format())
+            for topic, payload, retain in self.wire.announce() if self.wire else ():
+                await self._client.publish_checked(topic, payload, retain=retain,
+                                                   properties=self._format(encoding="json"))
 
     async def publish_direct(self, topic: str, body: dict[str, Any], *, qos: int = 0) -> bool:
         """Fire-and-forget for what must not be buffered (health); False when offline."""
@@ -256,11 +261,8 @@ class Uplink:
                 continue
             pacer.spend(sum(1 for m in batch
                             if m.prio == PRIO_TELEMETRY and m.seq <= self._hist_until))
-            results = await asyncio.gather(
-                *(client.publish_checked(f"{self.root}/{m.topic}", self.payload(m),
-                                         retain=m.retain, properties=self._format())
-                  for m in batch),
-                return_exceptions=True)
+            results = await asyncio.gather(*(self._deliver(client, m) for m in batch),
+                                           return_exceptions=True)
             accepted: list[Message] = []
             refused: list[PublishRefused] = []
             lost: BaseException | None = None
@@ -284,6 +286,32 @@ class Uplink:
                 await asyncio.sleep(min(self.config.mqtt.reconnect_max, 2 ** min(refusals, 6)))
             else:
                 refusals = 0
+
+    async def _deliver(self, client: _Client, message: Message) -> tuple[int, str]:
+        """The native message and what each wire profile makes of it (agent/wire/), published
+        in order; the worst PUBACK: the row leaves the outbox only if the broker took them all."""
+        sends = [client.publish_checked(f"{self.root}/{message.topic}", self.payload(message),
+                                        retain=message.retain, properties=self._format())]
+        if self.wire:  # the platforms' own formats are JSON whatever the native encoding
+            sends += [client.publish_checked(topic, payload, retain=retain,
+                                             properties=self._format(encoding="json"))
+                      for topic, payload, retain in self.wire.render(
+                          message, message.seq <= self._hist_until)]
+        return max(await asyncio.gather(*sends))
+
+    async def _wire_subscribe(self, client: _Client, tg: asyncio.TaskGroup) -> None:
+        """What a platform sends back (Home Assistant set topics) goes to its profile through a
+        topic callback, never into the command stream."""
+        async def answer(topic: str, payload: bytes) -> None:  # e.g. a ThingsBoard RPC reply
+            for reply, body, retain in await self.wire.on_message(topic, payload):
+                await client.publish_checked(reply, body, retain=retain)
+
+        def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+            tg.create_task(answer(message.topic, bytes(message.payload)), name="wire")
+
+        for topic in self.wire.subscriptions() if self.wire else ():
+            client._client.message_callback_add(topic, on_message)  # noqa: SLF001
+            await client.subscribe(topic, qos=1)
 
     async def _serve_commands(self, client: _Client, tg: asyncio.TaskGroup) -> None:
         """Each command runs in a task of the connection's group, so a long one (an update

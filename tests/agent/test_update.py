@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import config as config_mod
-from agent import update, update_trial
+from agent import release, update, update_trial
 from agent.errors import ConfigError
 from tests.commands.conftest import config_doc
 
@@ -85,12 +86,22 @@ def tar_gz(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def bundle(version: str) -> bytes:
-    """A release bundle: the fake batigate wheel and the dependency wheel it requires."""
+def release_wheels(version: str, into: Path) -> Path:
+    """The wheels of a release in a folder, as images/wheels.sh leaves them: the fake batigate
+    wheel and the dependency wheel it requires."""
+    into.mkdir(parents=True, exist_ok=True)
     agent_whl = wheel("batigate", version, {"batigate_fake.py": FAKE_MAIN.format(version=version)},
                       requires=("fakedep",), scripts={"batigate": "batigate_fake:main"})
     dep_whl = wheel("fakedep", "1.0", {"fakedep.py": "NAME = 'fakedep'\n"})
-    return tar_gz({f"release/{agent_whl[0]}": agent_whl[1], f"release/{dep_whl[0]}": dep_whl[1]})
+    for name, data in (agent_whl, dep_whl):
+        (into / name).write_bytes(data)
+    return into
+
+
+def bundle(version: str) -> bytes:
+    """A release bundle of those wheels, packed by the release tool's own packer."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return release.tar_gz(release.wheels_in(release_wheels(version, Path(tmp))))
 
 
 def release_sig(key: Ed25519PrivateKey, data: bytes) -> str:

@@ -6,7 +6,7 @@ import importlib
 
 BENCHES = ["tests.bench.bench_agent", "tests.bench.bench_outbox", "tests.bench.bench_rules",
            "tests.bench.bench_mbus", "tests.bench.bench_rtu", "tests.bench.bench_wmbus",
-           "tests.bench.bench_wmbus_building"]
+           "tests.bench.bench_wmbus_building", "tests.bench.bench_wire"]
 
 
 def main() -> None:

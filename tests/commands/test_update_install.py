@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ from agent import config as config_mod
 from agent import signing, supervisor, update, update_trial
 from agent.clock import SystemClock
 from agent.commands import CommandHandler
-from tests.agent.test_update import Files, bundle, fake_release, files, release_sig, run_cli
+from tests.agent.test_update import (BATIGATE, Files, bundle, fake_release, files, release_sig,
+                                     release_wheels, run_cli)
 from tests.broker import Mosquitto
 from tests.commands.conftest import GATEWAY, config_doc, request
 from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend
@@ -199,12 +201,25 @@ async def test_a_good_bundle_is_installed_switched_with_previous_kept_and_restar
     assert Path(started["prefix"]) == tmp_path / "releases" / "9.9.9"
 
 
-async def test_over_mqtt_the_new_release_confirms_itself_and_the_answer_becomes_succeeded(
+async def test_over_mqtt_a_release_build_bundle_confirms_itself_and_the_answer_becomes_succeeded(
         tmp_path: Path, broker: Mosquitto, files: Files, private_key: Ed25519PrivateKey,
-        release_key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = config_mod.load(make_config(tmp_path, private_key, release_key,
-                                         broker_port=broker.port))
-    body = signed(private_key, install_args(files, bundle("9.9.9"), release_key))
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The release manager's side: `batigate release build` with a new key, as the README says.
+    built = subprocess.run([str(BATIGATE), "release", "build",
+                            str(release_wheels("9.9.9", tmp_path / "wheels")),
+                            "--key", str(tmp_path / "release.key"), "--new-key",
+                            "--out", str(tmp_path / "dist"),
+                            "--url", files.url("/r.tgz?X-Token=s3cr3t"), "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    made = json.loads(built.stdout)
+    files.routes["/r.tgz"] = Path(made["bundle"]).read_bytes()
+    path = make_config(tmp_path, private_key, None, broker_port=broker.port)
+    doc = yaml.safe_load(path.read_text())
+    doc["update"]["public_key"] = made["public_key"]
+    path.write_text(yaml.safe_dump(doc))
+    config = config_mod.load(path)
+    body = signed(private_key, made["update_install"])
     async with observing(broker.port, f"{ROOT}/#", client_id="update-obs") as observer:
         async with agent_with_commands(config) as (agent, _), backend(broker.port) as peer:
             await peer.ask(request("ping"))  # subscribed

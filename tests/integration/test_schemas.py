@@ -41,8 +41,12 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=registry())
 
 
-def assert_valid(name: str, body: Any) -> None:
-    errors = sorted(validator(name).iter_errors(body), key=lambda e: list(e.path))
+def assert_valid(name: str, body: Any, fragment: str = "") -> None:
+    """`fragment`: a JSON pointer into the schema (`/$defs/telemetry`) for files of defs."""
+    check = validator(name) if not fragment else jsonschema.Draft202012Validator(
+        {"$ref": f"{json.loads((SCHEMAS / name).read_text())['$id']}#{fragment}"},
+        registry=registry())
+    errors = sorted(check.iter_errors(body), key=lambda e: list(e.path))
     assert not errors, f"{name}: {[f'{list(e.path)}: {e.message}' for e in errors[:5]]}\n{body}"
 
 
@@ -67,17 +71,26 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
     addresses = {c["address"].removeprefix("{namespace}/{site}/{gw}/")
                  for c in doc["channels"].values()}
     assert addresses == {"state", "birth", "dev/{dev}/state", "dev/{dev}/tm", "evt", "alarms",
-                         "health", "cmd/req", "cmd/res", "ack"}
+                         "health", "cmd/req", "cmd/res", "ack",
+                         # wire profile homeassistant (agent/wire/homeassistant.py)
+                         "{discovery_prefix}/device/{object_id}/config", "ha/{dev}", "ha/{dev}/hist",
+                         "ha/{dev}/availability", "ha/_alarms", "ha/{dev}/{point}/set",
+                         # wire profile thingsboard (agent/wire/thingsboard.py)
+                         "v1/gateway/connect", "v1/gateway/disconnect", "v1/gateway/attributes",
+                         "v1/gateway/telemetry", "v1/gateway/rpc"}
     for channel in doc["channels"].values():
         params = set(re.findall(r"{(\w+)}", channel["address"]))
-        assert params == set(channel["parameters"]), channel["address"]
+        assert params == set(channel.get("parameters", {})), channel["address"]
         for message in channel["messages"].values():
             name = message["$ref"].rsplit("/", 1)[-1]
-            payload = doc["components"]["messages"][name]["payload"]["schema"]["$ref"]
+            schema = doc["components"]["messages"][name]["payload"]["schema"]
+            if "$ref" not in schema:
+                continue  # a plain-text payload described inline (online/offline, ON/OFF)
+            payload, _, fragment = schema["$ref"].partition("#")
             assert (API / payload).is_file(), payload
             for example in doc["components"]["messages"][name].get("examples", []):
                 if "sig" not in example["payload"]:
-                    assert_valid(Path(payload).name, example["payload"])
+                    assert_valid(Path(payload).name, example["payload"], fragment)
     for operation in doc["operations"].values():
         assert operation["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
     reply = doc["operations"]["handleCommand"]["reply"]
@@ -97,7 +110,10 @@ def test_every_payload_declares_json_schema_2020_12() -> None:
     for name, message in doc["components"]["messages"].items():
         payload = message["payload"]
         assert payload.get("schemaFormat") == "application/schema+json;version=2020-12", name
-        schema = json.loads((API / payload["schema"]["$ref"]).read_text())
+        if "$ref" not in payload["schema"]:
+            continue  # an inline plain-text payload (online/offline, ON/OFF): no keyword at stake
+        path, _, _fragment = payload["schema"]["$ref"].partition("#")
+        schema = json.loads((API / path).read_text())
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", name
 
 
@@ -117,12 +133,19 @@ def test_no_topic_matches_two_channels() -> None:
     # match the gateway's `state` channel too.
     doc = yaml.safe_load((API / "asyncapi.yaml").read_text())
     params = doc["components"]["parameters"]
-    patterns = {name: _channel_pattern(channel["address"], params)
+
+    def resolved(channel: dict[str, Any]) -> dict[str, Any]:
+        return {name: params[p["$ref"].rsplit("/", 1)[-1]] if "$ref" in p else p
+                for name, p in channel.get("parameters", {}).items()}
+
+    patterns = {name: _channel_pattern(channel["address"], resolved(channel))
                 for name, channel in doc["channels"].items()}
-    for dev in ("x", "state", "dev", "tm"):
+    for dev in ("x", "state", "dev", "tm", "alarms", "hist"):
         for name, channel in doc["channels"].items():
             topic = (channel["address"].replace("{namespace}", "bgw/v1")
-                     .replace("{site}", "site-a").replace("{gw}", "gw-1").replace("{dev}", dev))
+                     .replace("{site}", "site-a").replace("{gw}", "gw-1").replace("{dev}", dev)
+                     .replace("{point}", "setpoint").replace("{discovery_prefix}", "homeassistant")
+                     .replace("{object_id}", "gw-1-vmc"))
             matching = [other for other, pattern in patterns.items() if pattern.match(topic)]
             assert matching == [name], (topic, matching)
 
