@@ -22,6 +22,7 @@ from agent.cli_buffer import buffer_group
 from agent.cli_common import DEFAULT_CONFIG, EXIT_CONFIG, load_or_exit
 from agent.cli_init import init
 from agent.cli_local import read, status, write
+from agent.cli_meters import meters_group
 from agent.cli_provision import provision
 from agent.cli_scan import scan_group
 from agent.cli_selftest import selftest
@@ -197,5 +198,6 @@ def completion(shell: str) -> None:
     click.echo(cls(main, {}, "batigate", "_BATIGATE_COMPLETE").source())
 
 
-for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim):
+for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim,
+                 meters_group):
     main.add_command(_command)
