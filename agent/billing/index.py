@@ -187,22 +187,27 @@ class MeterIndex:
         pv = values.get("date_time")
         if pv is None:
             return
-        problem = None
+        problem, kind = None, None
         meter_time = _local(pv.value, self.tz) if pv.quality is not Quality.BAD else None
         if meter_time is None:
-            problem = "the meter's date and time is invalid (not set, or flagged invalid)"
+            problem, kind = "the meter's date and time is invalid (not set, or flagged " \
+                "invalid)", "invalid"
         elif abs(meter_time - ts) > CLOCK_DRIFT:
             problem = f"the meter's clock is {round(meter_time - ts)} s off the gateway's"
-        self._date_problem("date_time", problem, out)
+            kind = "drift"
+        self._date_problem("date_time", problem, out, kind)
 
-    def _date_problem(self, point: str, problem: str | None, out: Outcome) -> None:
+    def _date_problem(self, point: str, problem: str | None, out: Outcome,
+                      kind: str | None = None) -> None:
+        """Report a date problem once per episode (a drift that grows is the same episode)."""
         flags = self.state["flags"]
         key = f"date:{point}"
-        if problem and flags.get(key) != problem:
+        kind = kind or problem
+        if problem and flags.get(key) != kind:
             out.events.append({**self._event("meter.date_invalid"), "point": point,
                                "reason": problem})
         if problem:
-            flags[key] = problem
+            flags[key] = kind
         else:
             flags.pop(key, None)
 
