@@ -62,7 +62,8 @@ class Agent:
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
         self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
         self.pipeline.clock_synced = self.timekeeper.synced
-        self.billing = Billing(config, self.outbox, session=self.session, clock=clock.time)
+        self.billing = Billing(config, self.outbox, session=self.session, clock=clock.time,
+                               synced=self.timekeeper.synced)
         self.pipeline.billing = self.billing
         self.field = Field(clock, self.pipeline.values, self.pipeline.device_state)
         self.drivers: dict[str, Driver] = self.field.drivers  # read by health and commands

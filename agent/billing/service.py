@@ -25,6 +25,7 @@ from agent.config_models import DeviceConfig
 from agent.ids import uuid7
 from agent.models import PointValue, Reading
 from agent.outbox import PRIO_EVENT, PRIO_INDEX, Outbox
+from agent.timesync import PLAUSIBLE_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,13 @@ def strip_internal(record: Any) -> Any:
 
 class Billing:
     def __init__(self, config: Config, outbox: Outbox, *, session: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], synced: Callable[[], bool] = lambda: True) -> None:
         self.outbox = outbox
         self.session = session
         self.clock = clock
+        self.synced = synced
         self.indexes_made = 0
+        self.unsynced_skipped = 0
         self.meters: dict[str, MeterIndex] = {}
         self.configure(config)
 
@@ -79,6 +82,11 @@ class Billing:
         """One poll of `device`: publish what it completes; derived readings for the rules."""
         meter = self.meters.get(device.id)
         if meter is None:
+            return []
+        if not self.synced() or ts < PLAUSIBLE_AFTER:
+            # A reading stamped by a clock that is not real (a Pi at 1970) would put boundaries
+            # at the wrong instants: billing waits for the real time (the meter keeps counting).
+            self.unsynced_skipped += 1
             return []
         outcome = meter.observe({v.name: v for v in values}, ts)
         key = STATE + device.id

@@ -139,3 +139,20 @@ def test_export_rows_of_a_month(tmp_path: Path) -> None:
     assert row["consumption"]["x"] == f"{litres / 1000:.3f}" and row["consumption"]["unit"] == "m3"
     with pytest.raises(ValueError, match="YYYY-MM"):
         month_rows(db, conf, "11/2026")
+
+
+def test_readings_before_the_clock_is_real_make_no_boundary(tmp_path: Path) -> None:
+    """A gateway without RTC polls at 1970 until NTP: those readings would put every midnight
+    since 1970 between two readings; billing waits for the real clock."""
+    conf, outbox, _ = rig(tmp_path)
+    real = {"synced": False}
+    billing = Billing(conf, outbox, session=1, clock=Clock(0.0), synced=lambda: real["synced"])
+    meter = water_meter(Clock(0.0))
+    meter.clock.now = 5000.0  # type: ignore[attr-defined]
+    assert billing.observe(device(), read(meter), 5000.0) == []
+    real["synced"] = True
+    for t in (paris(2026, 11, 3, 23, 55), paris(2026, 11, 4, 0, 5)):
+        meter.clock.now = t  # type: ignore[attr-defined]
+        billing.observe(device(), read(meter), t)
+    assert [r["date"] for r in rows(outbox, PRIO_INDEX)] == ["2026-11-04"]
+    assert billing.unsynced_skipped == 1
