@@ -17,9 +17,9 @@ from pydantic import Field, ValidationError
 
 from agent import registry
 from agent.commands.models import CommandsConfig
-from agent.config_models import (BillingConfig, BufferConfig, BusConfig, ControlConfig, DeviceConfig,
-                                 GatewayConfig, HealthConfig, MqttConfig, PointConfig, RuleConfig,
-                                 Strict, UpdateConfig)
+from agent.config_models import (BillingConfig, BufferConfig, BusConfig, ControlConfig,
+                                 DeviceConfig, GatewayConfig, HealthConfig, MqttConfig, PointConfig,
+                                 RuleConfig, Strict, UpdateConfig)
 from agent.errors import ConfigError
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 

@@ -295,7 +295,7 @@ class MeterIndex:
         return {"v": _float(count * scale * ratio), "u": record["u"],
                 "x": f"{count * scale:f}", "xu": record["raw"]["unit"]}
 
-    # -- hourly flows for the leak rules ------------------------------------------------------------
+    # -- hourly flows for the leak rules ------------------------------------------------------
 
     def _hours(self, last: Obs, obs: Obs, out: Outcome) -> None:
         if self.spec.index != "volume" or obs.t - last.t > HOUR_GAP:

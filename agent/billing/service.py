@@ -102,8 +102,8 @@ class Billing:
             self._prune(device.id, record["b"])
         for event in outcome.events:
             log.warning("meter %s: %s", device.id, event["type"])
-            self.outbox.enqueue("evt", strip_internal(event), prio=PRIO_EVENT, sess=self.session, ts=now,
-                                meta={key: outcome.state})
+            self.outbox.enqueue("evt", strip_internal(event), prio=PRIO_EVENT,
+                                sess=self.session, ts=now, meta={key: outcome.state})
         self.outbox.stage_meta({key: outcome.state})
         return outcome.derived
 
