@@ -143,6 +143,8 @@ class Agent:
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
                      "refused": self.uplink.refused},
+            "billing": {"meters": len(self.billing.meters), "indexes": self.billing.indexes_made,
+                        "unsynced_skipped": self.billing.unsynced_skipped},
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
         }
 

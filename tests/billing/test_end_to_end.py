@@ -145,6 +145,8 @@ async def test_six_weeks_of_boundary_indexes_through_every_fault(tmp_path: Path)
                 ).encode())
                 assert answer is not None and answer["status"] == "succeeded", answer
                 assert answer["result"]["resent"] == 3
+                figures = agent.health()["billing"]
+                assert figures["meters"] == 2 and figures["indexes"] >= 2  # this session's
                 await observer.wait_for(lambda ms: sum(
                     1 for b in idx_messages(observer) if b.get("resent")) >= 3)
                 await observer.wait_for(lambda ms: all(
