@@ -27,8 +27,9 @@ CSV_COLUMNS = ("dwelling", "device", "meter", "medium", "start_date", "start_ind
                "unit", "consumption_senml", "senml_unit", "start_mid", "end_mid")
 
 
-def provenance(record: dict[str, Any] | None) -> str:
-    """`meter 2026-11-01`, `reading -120s`, `interpolated 2026-10-31T22:10..2026-11-01T06:00`."""
+def provenance(record: dict[str, Any] | None, tz: ZoneInfo) -> str:
+    """`meter 2026-11-01`, `reading -120s`, `interpolated 2026-10-31T22:10..2026-11-01T06:00`
+    (the two readings, local time)."""
     if record is None:
         return "missing"
     src = record["src"]
@@ -36,8 +37,8 @@ def provenance(record: dict[str, Any] | None) -> str:
         return f"meter {record['meter_date']}"
     if src == "reading":
         return f"reading {record['offset']:+g}s"
-    return (f"interpolated {record['before']['t']:.0f}..{record['after']['t']:.0f} "
-            "(epoch s of the two readings)")
+    before, after = (boundaries.iso(record[k]["t"], tz)[:16] for k in ("before", "after"))
+    return f"interpolated {before}..{after}"
 
 
 def month_rows(db: sqlite3.Connection, config: Config, month: str) -> list[dict[str, Any]]:
@@ -58,8 +59,8 @@ def month_rows(db: sqlite3.Connection, config: Config, month: str) -> list[dict[
             "device": dev,
             "meter": _meters(start, end),
             "medium": (spec.medium if spec else None) or any_record.get("medium"),
-            "start": _index(start, first.isoformat()),
-            "end": _index(end, after.isoformat()),
+            "start": _index(start, first.isoformat(), tz),
+            "end": _index(end, after.isoformat(), tz),
             "consumption": _consumption(start, end, first.isoformat()),
         })
     return rows
@@ -77,12 +78,12 @@ def _meters(start: dict[str, Any] | None, end: dict[str, Any] | None) -> str | N
     return ids[0] if ids else None
 
 
-def _index(record: dict[str, Any] | None, day: str) -> dict[str, Any]:
+def _index(record: dict[str, Any] | None, day: str, tz: ZoneInfo) -> dict[str, Any]:
     if record is None:
         return {"date": day, "x": None, "unit": None, "provenance": "missing"}
     return {"date": day, "x": record["x"], "unit": record["raw"]["unit"],
             "v": record["e"][0]["v"], "u": record["e"][0].get("u"),
-            "provenance": provenance(record), "src": record["src"], "mid": record["mid"]}
+            "provenance": provenance(record, tz), "src": record["src"], "mid": record["mid"]}
 
 
 def _consumption(start: dict[str, Any] | None, end: dict[str, Any] | None,
