@@ -22,6 +22,7 @@ from agent.cli_buffer import buffer_group
 from agent.cli_common import DEFAULT_CONFIG, EXIT_CONFIG, load_or_exit
 from agent.cli_init import init
 from agent.cli_local import read, status, write
+from agent.cli_meters import meters_group
 from agent.cli_provision import provision
 from agent.cli_release import release_group
 from agent.cli_remote import register as register_remote
@@ -209,6 +210,6 @@ def completion(shell: str) -> None:
 
 
 for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim,
-                 wmbus_group, release_group):
+                 wmbus_group, release_group, meters_group):
     main.add_command(_command)
 register_remote(main)

@@ -17,9 +17,9 @@ from pydantic import Field, ValidationError
 
 from agent import registry
 from agent.commands.models import CommandsConfig
-from agent.config_models import (BufferConfig, BusConfig, ControlConfig, DeviceConfig,
-                                 GatewayConfig, HealthConfig, MqttConfig, PointConfig, RuleConfig,
-                                 Strict, UpdateConfig)
+from agent.config_models import (BillingConfig, BufferConfig, BusConfig, ControlConfig,
+                                 DeviceConfig, GatewayConfig, HealthConfig, MqttConfig, PointConfig,
+                                 RuleConfig, Strict, UpdateConfig)
 from agent.errors import ConfigError
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 
@@ -36,6 +36,7 @@ class FileModel(Strict):
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     update: UpdateConfig = Field(default_factory=UpdateConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     @property
     def root(self) -> str:
@@ -150,7 +152,7 @@ def parse(text: str, source: str = "<config>") -> Config:
                   gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
                   log_level=top.log_level, buses=list(buses.values()), devices=devices,
                   rules=[rule for _, rule in rules], commands=top.commands,
-                  control=top.control, update=top.update)
+                  control=top.control, update=top.update, billing=top.billing)
 
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:
@@ -256,6 +258,9 @@ def _rules(entries: list[tuple[Path_, dict[str, Any]]],
 def _cross_check(devices: list[DeviceConfig], rules: list[tuple[Path_, RuleConfig]],
                  problems: _Problems) -> None:
     known = {f"{d.id}/{p.name}" for d in devices for p in d.points}
+    from agent.billing.meters import derived_points  # noqa: PLC0415 - a leaf module
+
+    known |= {f"{d.id}/{name}" for d in devices for name in derived_points(d)}
     device_ids = {d.id for d in devices}
     for path, rule in rules:
         for ref in rule.points():

@@ -136,6 +136,33 @@ class UpdateConfig(Strict):
                                       "within this, however slowly the server sends")
 
 
+class BillingConfig(Strict):
+    """The `billing:` section: boundary indexes of the meters (agent/billing/README.md)."""
+
+    timezone: str = Field("Europe/Paris", description="the site's zone: local midnights and "
+                                                      "month starts are the billing boundaries")
+    max_offset: Duration = Field(900.0, gt=0, description="a reading this close to a boundary "
+                                 "is its index; farther ones are interpolated")
+    keep: Duration = Field(400 * 86400.0, ge=86400, description="boundary indexes are kept this "
+                           "long for meter.index and `batigate meters export`")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Paris)") from None
+        return value
+
+
+# What a meter counts, for billing (the M-Bus medium byte of a meter maps onto these names).
+Medium = Literal["cold_water", "hot_water", "water", "heat", "cooling", "gas", "electricity"]
+Dwelling = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}$")]
+
+
 class BusConfig(Strict):
     id: Ident
     driver: str
@@ -168,6 +195,13 @@ class DeviceConfig(Strict):
     poll: Duration = 30.0
     timeout: Duration = Field(1.0, description="a request unanswered for this long is a timeout")
     points: list[PointConfig] = Field(default_factory=list)
+    # Billing (agent/billing): a device with any of these is a meter with boundary indexes.
+    dwelling: Dwelling | None = Field(None, description="the landlord's lot reference")
+    medium: Medium | None = Field(None, description="what the meter counts")
+    index_point: PointName | None = Field(None, description="the point that is the meter's "
+                                          "index (default: energy or volume by medium)")
+    rollover: int | None = Field(None, ge=2, description="the register counts 0..rollover-1 "
+                                 "in the meter's own number, then starts again from 0")
 
     @model_validator(mode="after")
     def _unique_points(self) -> DeviceConfig:

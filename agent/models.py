@@ -23,6 +23,9 @@ class PointValue:
     quality: Quality = Quality.GOOD
     unit: str | None = None  # SenML unit of a value the config does not declare (M-Bus auto names)
     reason: str | None = None  # why the quality is not good (exception 02, not available, NaN)
+    # The number exactly as the meter sent it, when the driver knows it: (digits, decimal scale,
+    # the meter's unit), e.g. ("00152340", "0.001", "m3"). Billing keeps it beside the SenML value.
+    raw: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,10 +42,11 @@ from agent.timesync import PLAUSIBLE_AFTER, TimeKeeper
 
 log = logging.getLogger(__name__)
 
-# Lower goes first. Alarms overtake device events, which overtake buffered telemetry.
+# Alarms overtake device events, which overtake boundary indexes, which overtake telemetry.
 PRIO_ALARM = 0
 PRIO_EVENT = 1
 PRIO_TELEMETRY = 2
+PRIO_INDEX = 3  # billing indexes (agent/billing): after events, before telemetry; never dropped
 
 ROW_OVERHEAD = 64  # bytes of mid, seq, ts... per row on disk beside the body, for the size bound
 MAINTAIN_EVERY = 5.0  # seconds between expiry, retention purge, checkpoint and vacuum passes
@@ -232,6 +233,17 @@ class Outbox:
     def get_meta(self, key: str) -> Any:
         return json.loads(self._meta(key, "null"))
 
+    def meta_items(self, low: str, high: str, limit: int = 10_000) -> list[tuple[str, Any]]:
+        """Committed meta values with low <= key < high, in key order (billing's history)."""
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key >= ? AND key < ? "
+                                "ORDER BY key LIMIT ?", (low, high, limit)).fetchall()
+        return [(key, json.loads(value)) for key, value in rows]
+
+    def stage_meta(self, values: dict[str, Any]) -> None:
+        """Store these meta values with the next batch commit (state that may lag a second)."""
+        self._meta_pending.update(values)
+        self._has_pending.set()
+
     def next_session(self) -> int:
         """The session counter: one more at every start, persisted at once (with the boot)."""
         session = int(self._meta("sess", "0")) + 1
@@ -253,16 +265,17 @@ class Outbox:
 
     def enqueue(self, topic: str, body: dict[str, Any], *, prio: int, sess: int,
                 retain: bool = False, ts: float | None = None,
-                meta: dict[str, Any] | None = None) -> tuple[int, str]:
-        """Accept one message; alarms and events (prio < telemetry) are committed before return.
+                meta: dict[str, Any] | None = None, mid: str | None = None) -> tuple[int, str]:
+        """Accept one message; all but telemetry is committed before return.
 
         `meta` values are stored in the same transaction (e.g. the rule engine's alarm state, so an
-        alarm and the state that says it was raised can never disagree after a crash).
+        alarm and the state that says it was raised can never disagree after a crash); a None
+        value deletes its key. `mid` re-sends a message under the id it first had.
         """
         seq = self._next_seq
         self._next_seq += 1
         stamp = self._clock() if ts is None else ts
-        mid = uuid7(stamp)
+        mid = mid or uuid7(stamp)
         payload = json.dumps(body, separators=(",", ":")).encode()
         mono = self.time.mono_of(stamp) if self.time else None
         hold = 0 if self.time is None or self.time.synced() else 1
@@ -272,7 +285,7 @@ class Outbox:
         self.wear.readings += _readings(prio, body)
         if meta:
             self._meta_pending.update(meta)
-        if prio < PRIO_TELEMETRY or meta:
+        if prio != PRIO_TELEMETRY or meta:
             self.commit()
         else:
             self._has_pending.set()
@@ -311,6 +324,9 @@ class Outbox:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)",
                                  (str(self._next_seq),))
                 for key, value in metas.items():
+                    if value is None:
+                        self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                        continue
                     text = str(value) if key == "sess" else json.dumps(value)
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, text))
                 restamped = self._apply_restamp(restamp) if restamp is not None else 0
@@ -561,14 +577,14 @@ class Outbox:
         out: list[Message] = []
         self.throttled = False
         lanes: list[tuple[int, str, tuple[int, ...]]] = [
-            (PRIO_ALARM, "", ()), (PRIO_EVENT, "", ()),
+            (PRIO_ALARM, "", ()), (PRIO_EVENT, "", ()), (PRIO_INDEX, "", ()),
             (PRIO_TELEMETRY, "AND seq <= ?", (hist_until,)),
             (PRIO_TELEMETRY, "AND seq > ?", (hist_until,))]
         for index, (prio, cond, extra) in enumerate(lanes):
             need = limit - len(out)
             if need <= 0:
                 break
-            paced = index == 2 and hist_budget is not None and hist_budget < need
+            paced = index == 3 and hist_budget is not None and hist_budget < need
             if paced:
                 need = max(0, hist_budget or 0)
             try:
@@ -588,7 +604,7 @@ class Outbox:
                 self._enter_fault(reason)
                 rows = []
             lane = [_message(r) for r in rows]
-            if self.fault is not None and index != 2:  # memory rows are never backlog
+            if self.fault is not None and index != 3:  # memory rows are never backlog
                 lane += [_message(r) for r in self._pending.values()
                          if r[1] == prio and not r[9] and r[0] not in self._sent
                          and (prio != PRIO_TELEMETRY or r[0] > hist_until)]
@@ -707,6 +723,7 @@ class Outbox:
             "alarms": by_prio.get(PRIO_ALARM, 0),
             "events": by_prio.get(PRIO_EVENT, 0),
             "telemetry": by_prio.get(PRIO_TELEMETRY, 0),
+            "indexes": by_prio.get(PRIO_INDEX, 0),
             # a clock set back makes the newest rows look "from the future": an age is never negative
             "oldest_age": max(0.0, round(self._clock() - oldest, 3)) if oldest is not None else 0,
             "first_seq": row[2],

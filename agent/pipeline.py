@@ -53,6 +53,7 @@ class Pipeline:
                                                       for d in config.devices}
         self.readings_accepted = 0
         self.clock_synced: Callable[[], bool] = lambda: True
+        self.billing: Any = None  # agent.billing.Billing: boundary indexes of the meters
 
     def reconfigure(self, config: Config, engine: Engine | None, fresh: Iterable[str]) -> None:
         """After a live config apply: devices in `fresh` (new or changed) start from nothing;
@@ -84,9 +85,12 @@ class Pipeline:
                             senml.telemetry(self.gateway, device.id, readings),
                             prio=PRIO_TELEMETRY, sess=self.session, ts=ts)
         self.readings_accepted += len(readings)
+        # Billing sees the driver's values (the meter's own digits) and adds derived readings
+        # (hourly flows) that only the rules see.
+        derived = self.billing.observe(device, values, ts) if self.billing is not None else []
         if self.engine is not None:
             events: list[Any] = []
-            for reading in readings:
+            for reading in [*readings, *derived]:
                 events.extend(self.engine.on_reading(reading, ts))
             self.alarm_events(events)
 

@@ -6,7 +6,7 @@ bus keeps its connection and every other device its poller and schedule. The rul
 from their exported state, so raised alarms and running timers carry over (a rule whose parameters
 changed starts afresh; the alarms of a removed rule are cleared).
 
-Restart: `gateway`, `mqtt`, `buffer`, `commands`, `control`. The broker session, the outbox file
+Restart: `gateway`, `mqtt`, `buffer`, `commands`, `control`, `billing`. The broker session, the outbox file
 and the command channel are opened once per process, and changing them under a running
 connection would be the risky path; the agent restarts (systemd brings it back) instead.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.config import Config
 
-RESTART_SECTIONS = ("gateway", "mqtt", "buffer", "commands", "control")
+RESTART_SECTIONS = ("gateway", "mqtt", "buffer", "commands", "control", "billing")
 
 
 @dataclass(frozen=True)

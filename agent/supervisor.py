@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import __version__, control, health, sdnotify, units
+from agent.billing import Billing
 from agent.clock import Clock, SystemClock
 from agent.commands import CommandHandler
 from agent.config import Config
@@ -63,6 +64,9 @@ class Agent:
         self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
         self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
         self.pipeline.clock_synced = self.timekeeper.synced
+        self.billing = Billing(config, self.outbox, session=self.session, clock=clock.time,
+                               synced=self.timekeeper.synced)
+        self.pipeline.billing = self.billing
         self.field = Field(clock, self.pipeline.values, self.pipeline.device_state,
                            self.pipeline.event)
         self.drivers: dict[str, Driver] = self.field.drivers  # read by health and commands
@@ -110,6 +114,7 @@ class Agent:
             if self.engine is not None and not had_rules and self.group is not None:
                 self.group.create_task(self.tick_rules(), name="rules")
         self.pipeline.reconfigure(new, self.engine, changes.start_devices)
+        self.billing.configure(new)
         self.field.add_pollers(new, changes.start_devices)
         log.info("config %s applied live: %s", new.digest, changes.as_dict())
         await self.uplink.rebirth()
@@ -121,6 +126,7 @@ class Agent:
             "config": self.config.digest,
             "devices": [{
                 "id": d.id, "bus": d.bus, "profile": d.profile, "poll": d.poll,
+                **_billing_keys(d),
                 "points": [{"n": p.name, "u": _senml_unit(p.unit), "writable": p.writable,
                             **_semantic(p)} for p in d.points],
             } for d in self.config.devices],
@@ -142,6 +148,8 @@ class Agent:
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
                      "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused},
+            "billing": {"meters": len(self.billing.meters), "indexes": self.billing.indexes_made,
+                        "unsynced_skipped": self.billing.unsynced_skipped},
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
             "command_auth": self.commands.auth,
         }
@@ -177,6 +185,14 @@ class Agent:
                     await self.outbox.emptied.wait()
         await self.uplink.graceful_offline()
         raise Shutdown
+
+
+def _billing_keys(device: Any) -> dict[str, Any]:
+    """`dwelling` and `medium` of a meter (agent/billing), when the config gives them."""
+    from agent.billing.meters import medium_of  # noqa: PLC0415
+
+    out = {"dwelling": device.dwelling, "medium": medium_of(device)}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _senml_unit(unit: str | None) -> str | None:

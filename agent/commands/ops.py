@@ -432,3 +432,4 @@ async def audit_get(call: Call, args: AuditArgs) -> Outcome:
 # registers them in OPERATIONS above.
 from provisioning import ops as _provisioning_ops  # noqa: E402, F401
 from agent.commands import update_ops as _update_ops  # noqa: E402, F401
+from agent.billing import command as _billing_command  # noqa: E402, F401

@@ -32,6 +32,11 @@ from agent.sim.scenario import load as load_scenario
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, SimMeter, WaterMeter, default_meters
 
 LIFT_UNIT, IO_UNIT = 4, 5
+SITE_TZ = "Europe/Paris"
+# Billing keys of the simulated meters: the landlord's lot reference and what each one counts.
+METER_BILLING = {1: ("A-011", "cold_water"), 2: ("A-012", "cold_water"), 3: ("A-012", "hot_water"),
+                 4: ("B-021", "cold_water"), 5: ("B-022", "cold_water"), 10: ("A-011", "heat"),
+                 11: ("A-012", "heat"), 12: ("B-021", "heat")}
 
 
 class Settable(Protocol):
@@ -283,7 +288,8 @@ class Building:
         vmc, spare, pit, lift = (ScriptedVmc(1, now), ScriptedVmc(3, now, setpoint=110),
                                  ScriptedPit(2, now), LiftBox(now))
         self.modbus.devices.update({1: vmc, 2: pit, 3: spare, LIFT_UNIT: lift, IO_UNIT: self.io})
-        self.mbus = MBusSimulator(default_meters(self.clock), self.clock)
+        # The meters keep French legal time, as the ones in a French building do.
+        self.mbus = MBusSimulator(default_meters(self.clock, SITE_TZ), self.clock)
         self.units: dict[str, int] = {"vmc": 1, "pump": 2, "vmc-spare": 3, "lift": LIFT_UNIT,
                                       "io": IO_UNIT}
         self.targets: dict[str, Settable] = {
@@ -452,6 +458,8 @@ def demo_devices(poll: str | None = "2s", meter_poll: str | None = "10s",
     devices = [{**d, "bus": "lan", "timeout": timeout, **fast} for d in modbus]
     devices += [{"id": name, "bus": "meters", "address": int(name.split("-")[1]),
                  "profile": "heat-meter" if name.startswith("heat") else "water-meter",
+                 "dwelling": METER_BILLING[int(name.split("-")[1])][0],
+                 "medium": METER_BILLING[int(name.split("-")[1])][1],
                  "timeout": "1s", **slow} for name in meters]
     return devices
 

@@ -99,6 +99,7 @@ class Record:
     modifiers: tuple[str, ...] = ()
     dib: bytes = b""
     vib: bytes = b""
+    data: bytes = b""  # the data field as sent, LSB first: the meter's own digits (billing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +455,7 @@ def _decode_records(cur: _Cursor, little: bool) -> tuple[list[Record], bool]:
                 modifiers=tuple(vib.modifiers),
                 dib=dib,
                 vib=vib.raw,
+                data=raw,
             )
         )
     return records, more

@@ -14,13 +14,13 @@ so a point's `unit` is not a conversion here: it must be the SenML unit the reco
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent import units as agent_units
-from agent.config_models import BusConfig, DeviceConfig, PointConfig, Strict
+from agent.config_models import BusConfig, DeviceConfig, Medium, PointConfig, Strict
 from agent.durations import Duration
 from drivers.mbus import frames
 from drivers.mbus.mapping import QUANTITY_UNITS
@@ -176,7 +176,9 @@ class MBusDeviceConfig(DeviceConfig):
     manufacturer: str | None = Field(None, description="3 letters (KAM, SEN...), narrows "
                                                        "the secondary selection")
     version: int | None = Field(None, ge=0, le=255)
-    medium: int | None = Field(None, ge=0, le=255)
+    # A number is the EN 13757-3 medium byte and narrows the secondary selection; a name
+    # (cold_water, heat...) only says what the meter counts, for billing, on any meter.
+    medium: Annotated[int, Field(ge=0, le=255)] | Medium | None = None  # type: ignore[assignment]
     # The time until the answer starts; the telegram's own wire time is added from the baud
     # rate (see link.py). The standard allows 330 bit times + 50 ms: 0.19 s at 2400 baud.
     timeout: Duration = Field(0.5, description="wait this long for the answer to start")
@@ -206,6 +208,8 @@ class MBusDeviceConfig(DeviceConfig):
             raise ValueError("give exactly one of address: (primary 0..250) or secondary: "
                              "(the 8-digit id)")
         narrowing = {"manufacturer", "version", "medium"} & self.model_fields_set
+        if not isinstance(self.medium, int):
+            narrowing.discard("medium")
         if self.secondary is None and narrowing:
             raise ValueError(f"{', '.join(sorted(narrowing))} only narrow a secondary address")
         return self
@@ -215,7 +219,7 @@ class MBusDeviceConfig(DeviceConfig):
         if self.secondary is None:
             return None
         return frames.select_secondary(self.secondary, self.manufacturer, self.version,
-                                       self.medium)
+                                       self.medium if isinstance(self.medium, int) else None)
 
     @property
     def link_address(self) -> int:

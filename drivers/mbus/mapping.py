@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -92,7 +93,34 @@ def value_of(name: str, record: Record | None, unit: str | None) -> PointValue:
     # says (or the meter flags the value invalid with A..F BCD digits): never publish it as m3.
     if unit is not None and record.unit != unit:
         return PointValue(name, None, Quality.BAD)
-    return PointValue(name, value)
+    return PointValue(name, value, raw=raw_of(record))
+
+
+_BCD = {0x9, 0xA, 0xB, 0xC, 0xE}
+
+
+def raw_of(record: Record) -> tuple[str, str, str] | None:
+    """The meter's own number of an integer energy/volume/mass record: (digits as sent, decimal
+    scale, the meter's unit), e.g. BCD 00152340 with VIF 0x13 -> ("00152340", "0.001", "m3").
+    None for what has no exact reading back (VIF extensions, floats, flagged digits)."""
+    if (not isinstance(record.value, int | float) or isinstance(record.value, bool)
+            or len(record.vib) != 1 or not record.data or not record.dib
+            or record.dib[0] & 0x0F in (0x5, 0xD)):  # float or variable length: no digits
+        return None
+    info = units.primary_vif(record.vib[0] & 0x7F)
+    if info.unit == "J" and info.factor == 3600:
+        unit = "Wh"
+    elif info.unit in ("J", "m3", "kg") and info.factor == 1:
+        unit = info.unit
+    else:
+        return None
+    if record.dib[0] & 0x0F in _BCD:
+        digits = record.data[::-1].hex()
+        if not digits.isdigit():
+            return None
+    else:
+        digits = str(int.from_bytes(record.data, "little", signed=True))
+    return digits, f"{Decimal(10) ** info.exponent:f}", unit
 
 
 def pick(points: Iterable[PointLike], records: Sequence[Record]) -> list[PointValue]:
@@ -132,5 +160,6 @@ def auto(records: Sequence[Record]) -> list[PointValue]:
         count = used.get(name, 0) + 1
         used[name] = count
         value = value_of(name if count == 1 else f"{name}_{count}", record, None)
-        out.append(PointValue(value.name, value.value, value.quality, record.unit))
+        out.append(PointValue(value.name, value.value, value.quality, record.unit,
+                              raw=value.raw))
     return out

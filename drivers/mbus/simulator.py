@@ -19,8 +19,10 @@ What the meters do:
 - Fault injection: `set_silent(addr, True)` (no answer at all), `inject_garbage(addr, True)`
   (RSP_UD with a corrupted checksum).
 
-Times are UTC and the consumption profiles follow the UTC hour of the injected clock, so a test
-can jump the clock to 03:00 and see the night flow.
+The consumption profiles follow the UTC hour of the injected clock, so a test can jump the clock
+to 03:00 and see the night flow. Dates and set days are in the meter's own zone (`tz`, UTC unless
+given; a real meter keeps legal local time): storage 1..n hold the index at the start of this
+month and the months before, each with its date record (type G), as set-day meters do.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 from drivers.mbus import frames
 
@@ -84,9 +87,9 @@ def _bcd(value: int, size: int) -> bytes:
     return bytes.fromhex(digits)[::-1]
 
 
-def _type_f(t: float) -> bytes:
+def _type_f(t: float, tz: tzinfo = timezone.utc) -> bytes:
     """Type F (CP32) date and time, minute resolution."""
-    d = datetime.fromtimestamp(t, tz=timezone.utc)
+    d = datetime.fromtimestamp(t, tz=tz)
     year = d.year % 100
     return bytes(
         (
@@ -98,16 +101,16 @@ def _type_f(t: float) -> bytes:
     )
 
 
-def _type_g(t: float) -> bytes:
-    d = datetime.fromtimestamp(t, tz=timezone.utc)
+def _type_g(t: float, tz: tzinfo = timezone.utc) -> bytes:
+    d = datetime.fromtimestamp(t, tz=tz)
     year = d.year % 100
     return bytes(((d.day & 0x1F) | ((year & 0x07) << 5), (d.month & 0x0F) | ((year & 0x78) << 1)))
 
 
-def _month_start(t: float, months_back: int = 0) -> float:
-    d = datetime.fromtimestamp(t, tz=timezone.utc)
+def _month_start(t: float, months_back: int = 0, tz: tzinfo = timezone.utc) -> float:
+    d = datetime.fromtimestamp(t, tz=tz)
     index = d.year * 12 + (d.month - 1) - months_back
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc).timestamp()
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=tz).timestamp()
 
 
 def _storage_dib(dif_data: int, storage: int) -> bytes:
@@ -147,10 +150,15 @@ class SimMeter:
     telegram_index: int = 0
     started: float = field(default=0.0)
     sent: bytes | None = None  # the last RSP_UD, kept to repeat it unchanged on the same FCB
+    tz: str = "UTC"  # the meter's legal time: its date records and set days
 
     def __post_init__(self) -> None:
         frames.encode_id(self.ident)  # validate early
         self.started = self.clock()
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.tz)
 
     @property
     def secondary_address(self) -> bytes:
@@ -205,6 +213,7 @@ class WaterMeter(SimMeter):
     daily_litres: float = 300.0
     leak_lph: float = 0.0
     base_litres: float = 0.0
+    history_months: int = 1  # storage 1..n: the index at this month's start and the ones before
 
     def rate_lph(self, t: float) -> float:
         weights = sum(WATER_PROFILE)
@@ -216,15 +225,18 @@ class WaterMeter(SimMeter):
         return self.base_litres + integrate_hourly(profile, self.started, max(t, self.started))
 
     def records(self, index: int, now: float) -> bytes:
-        due = _month_start(now)
+        stored = bytearray()
+        for storage in range(1, self.history_months + 1):  # set-day indexes with their dates
+            due = _month_start(now, storage - 1, self.zone)
+            stored += _storage_dib(0x04, storage) + b"\x13" + _int_le(int(self.litres(due)), 4)
+            stored += _storage_dib(0x02, storage) + b"\x6c" + _type_g(due, self.zone)
         return b"".join(
             (
                 b"\x0c\x78" + _bcd(int(self.ident), 4),  # fabrication number
                 b"\x04\x13" + _int_le(int(self.litres(now)), 4),  # volume, litres
                 b"\x02\x3b" + _int_le(round(self.rate_lph(now)), 2),  # flow, l/h
-                b"\x04\x6d" + _type_f(now),
-                b"\x44\x13" + _int_le(int(self.litres(due)), 4),  # due-date index, storage 1
-                b"\x42\x6c" + _type_g(due),
+                b"\x04\x6d" + _type_f(now, self.zone),
+                bytes(stored),
                 b"\x02\xfd\x17" + _int_le(0, 2),  # error flags
             )
         )
@@ -284,7 +296,7 @@ class HeatMeter(SimMeter):
                 b"\x02\x59" + _int_le(round(flow * 100), 2),  # flow temperature, 0.01 degC
                 b"\x02\x5d" + _int_le(round(ret * 100), 2),  # return temperature
                 b"\x02\x61" + _int_le(round((flow - ret) * 100), 2),  # difference, 0.01 K
-                b"\x04\x6d" + _type_f(now),
+                b"\x04\x6d" + _type_f(now, self.zone),
             )
         )
         return body + (b"\x1f" if self.telegram_count() > 1 else b"")
@@ -292,15 +304,16 @@ class HeatMeter(SimMeter):
     def _history(self, now: float) -> bytes:
         out = bytearray()
         for storage in range(1, self.history_months + 1):
-            due = _month_start(now, storage - 1)
+            due = _month_start(now, storage - 1, self.zone)
             out += _storage_dib(0x04, storage) + b"\x03" + _int_le(int(self.energy_wh(due)), 4)
-            out += _storage_dib(0x02, storage) + b"\x6c" + _type_g(due)
+            out += _storage_dib(0x02, storage) + b"\x6c" + _type_g(due, self.zone)
         return bytes(out)
 
 
-def default_meters(clock: Clock = time.time) -> list[SimMeter]:
-    """A small building: five water meters (one leaking) and three heat meters."""
-    return [
+def default_meters(clock: Clock = time.time, tz: str = "UTC") -> list[SimMeter]:
+    """A small building: five water meters (one leaking) and three heat meters, keeping the
+    legal time of zone `tz`."""
+    meters: list[SimMeter] = [
         WaterMeter(1, "21000001", "SAP", 0x15, 0x07, clock, daily_litres=320, base_litres=152_340),
         WaterMeter(2, "21000002", "SAP", 0x15, 0x07, clock, daily_litres=180, base_litres=98_770),
         WaterMeter(3, "21000003", "SAP", 0x15, 0x06, clock, daily_litres=120, base_litres=41_005),
@@ -310,6 +323,9 @@ def default_meters(clock: Clock = time.time) -> list[SimMeter]:
         HeatMeter(11, "31000011", "KAM", 0x34, 0x04, clock, nominal_w=6000, base_wh=9_120_000),
         HeatMeter(12, "31000012", "KAM", 0x34, 0x04, clock, base_wh=25_000_000, history_months=12),
     ]
+    for meter in meters:
+        meter.tz = tz
+    return meters
 
 
 # ------------------------------------------------------------------------ the bus
@@ -363,6 +379,10 @@ class MBusSimulator:
     def at(self, address: int) -> list[SimMeter]:
         """Every meter configured to one primary address."""
         return [m for m in self.bus if m.primary == address]
+
+    def replace(self, old: SimMeter, new: SimMeter) -> None:
+        """A meter swapped for another on the same wires (a dwelling's meter replaced)."""
+        self.bus[self.bus.index(old)] = new
 
     # -- fault injection (every meter at the address) ----------------------------
 

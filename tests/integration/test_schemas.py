@@ -52,7 +52,8 @@ def assert_valid(name: str, body: Any, fragment: str = "") -> None:
 
 def test_every_schema_is_a_valid_2020_12_schema() -> None:
     names = sorted(p.name for p in SCHEMAS.glob("*.json"))
-    assert {"state.json", "birth.json", "dev-state.json", "tm.json", "evt.json", "alarms.json",
+    assert {"state.json", "birth.json", "dev-state.json", "tm.json", "idx.json", "evt.json",
+            "alarms.json",
             "health.json", "cmd-req.json", "cmd-res.json", "ack.json"} <= set(names)
     for name in names:
         jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS / name).read_text()))
@@ -70,7 +71,8 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"].removeprefix("{namespace}/{site}/{gw}/")
                  for c in doc["channels"].values()}
-    assert addresses == {"state", "birth", "dev/{dev}/state", "dev/{dev}/tm", "evt", "alarms",
+    assert addresses == {"state", "birth", "dev/{dev}/state", "dev/{dev}/tm", "dev/{dev}/idx",
+                         "evt", "alarms",
                          "health", "cmd/req", "cmd/res", "ack",
                          # wire profile homeassistant (agent/wire/homeassistant.py)
                          "{discovery_prefix}/device/{object_id}/config", "ha/{dev}", "ha/{dev}/hist",
