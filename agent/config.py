@@ -21,6 +21,7 @@ from agent.config_models import (BufferConfig, BusConfig, ControlConfig, DeviceC
                                  GatewayConfig, HealthConfig, MqttConfig, PointConfig, RuleConfig,
                                  Strict, UpdateConfig)
 from agent.errors import ConfigError
+from agent.local.config import LocalConfig
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 
 
@@ -36,6 +37,7 @@ class FileModel(Strict):
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     update: UpdateConfig = Field(default_factory=UpdateConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
 
     @property
     def root(self) -> str:
@@ -150,7 +153,7 @@ def parse(text: str, source: str = "<config>") -> Config:
                   gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
                   log_level=top.log_level, buses=list(buses.values()), devices=devices,
                   rules=[rule for _, rule in rules], commands=top.commands,
-                  control=top.control, update=top.update)
+                  control=top.control, update=top.update, local=top.local)
 
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:

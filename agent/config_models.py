@@ -112,6 +112,8 @@ class BusConfig(Strict):
 class PointConfig(Strict):
     name: PointName
     unit: str | None = None
+    display_unit: str | None = Field(None, description="unit a person reads (dashboard, page, "
+                                     "CLI), e.g. m3/h; the wire stays SenML")
     writable: bool = False
     min: float | None = Field(None, description="lowest value a write may set")
     max: float | None = Field(None, description="highest value a write may set")
@@ -126,6 +128,15 @@ class PointConfig(Strict):
     def _known_unit(cls, value: str | None) -> str | None:
         units.normalize(value)
         return value
+
+    @model_validator(mode="after")
+    def _display_unit_fits(self) -> PointConfig:
+        if self.display_unit is not None:
+            from agent.display.units import check_display_unit  # noqa: PLC0415
+
+            if problem := check_display_unit(self.unit, self.display_unit):
+                raise ValueError(f"display_unit: {problem}")
+        return self
 
 
 class DeviceConfig(Strict):
