@@ -106,7 +106,9 @@ def sparkline(series: list[tuple[float, float]], width: int = 120, height: int =
         return ""
     values = [v for _, v in series]
     low, high = min(values), max(values)
-    span = (high - low) or 1.0
+    if high == low:  # a flat day is drawn through the middle
+        low, high = low - 1.0, high + 1.0
+    span = high - low
     step = width / (len(values) - 1)
     coords = " ".join(f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}"
                       for i, v in enumerate(values))
