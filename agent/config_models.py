@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
+                      ValidationInfo, field_validator, model_validator)
 
 from agent import units
 from agent.durations import Duration
@@ -129,14 +129,15 @@ class PointConfig(Strict):
         units.normalize(value)
         return value
 
-    @model_validator(mode="after")
-    def _display_unit_fits(self) -> PointConfig:
-        if self.display_unit is not None:
+    @field_validator("display_unit")
+    @classmethod
+    def _display_unit_fits(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
             from agent.display.units import check_display_unit  # noqa: PLC0415
 
-            if problem := check_display_unit(self.unit, self.display_unit):
-                raise ValueError(f"display_unit: {problem}")
-        return self
+            if problem := check_display_unit(info.data.get("unit"), value):
+                raise ValueError(problem)
+        return value
 
 
 class DeviceConfig(Strict):
