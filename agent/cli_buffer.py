@@ -53,7 +53,7 @@ def buffer_stats(config_path: Path, as_json: bool) -> None:
         click.echo(json.dumps(stats))
     else:
         for label, value in human_stats(stats):
-            click.echo(f"{label:>24}: {value}")
+            click.echo(f"{label:>28}: {value}")
 
 
 # The stats a technician reads first, labelled in their language; the others keep their key.

@@ -5,7 +5,6 @@ status --watch` shows a running agent; Ctrl-C stops both cleanly. Off a terminal
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -31,8 +30,9 @@ RULE_FOR, POLL = 5.0, 2.0
 
 
 def _env(lang: str) -> dict[str, str]:
-    return {"LANG": lang, "LC_ALL": lang, "TERM": "xterm-256color", "COLUMNS": "80",
-            "PYTHONPATH": os.getcwd()}
+    # BATIGATE_LANG empty: the locale decides (tests/conftest.py sets it to en for the others).
+    return {"BATIGATE_LANG": "''", "LANG": lang, "LC_ALL": lang, "TERM": "xterm-256color",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 async def test_demo_dashboard_in_french_shows_the_vmc_alarm_then_ctrl_c() -> None:

@@ -17,7 +17,8 @@ from tests.local.helpers import curl, error_of, site
 
 async def test_every_point_with_units_and_the_other_endpoints(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
-        status, _, body = await curl(f"{s.url}/api/v1/points", token=s.token)
+        status, _, body = await curl(f"{s.url}/api/v1/points", "-H",
+                                     "Accept-Language: en-GB,fr;q=0.5", token=s.token)
         assert status == 200, body
         points = {(p["dev"], p["n"]): p for p in json.loads(body)["points"]}
         configured = {(d.id, p.name) for d in s.agent.config.devices for p in d.points}
