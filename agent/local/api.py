@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from agent.display.dashboard import value_text
 from agent.i18n import LANGUAGES, parse
@@ -40,12 +41,15 @@ class Api:
         lang = self._language(request)
         snap = self.snapshot()
         if path == "/":
-            headers = {}
-            if via_query:  # the browser keeps it: the page's refresh needs no token in the URL
-                headers["Set-Cookie"] = (f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; "
-                                         "Path=/")
+            if via_query:
+                # The browser keeps the token in a cookie and reloads without it, so the token
+                # stays out of the address bar, the history and any screenshot of the page.
+                rest = urlencode({k: v for k, v in request.query.items() if k != "token"})
+                return Response(303, b"", "text/plain", {
+                    "Location": "/" + (f"?{rest}" if rest else ""),
+                    "Set-Cookie": f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"})
             return Response(200, page.render(snap, self.history, lang).encode(),
-                            "text/html; charset=utf-8", headers)
+                            "text/html; charset=utf-8")
         if path == f"{API}/points":
             return _json({"ts": snap["ts"], "points": [
                 self._point(d["id"], p, lang) for d in snap["devices"] for p in d["points"]]})

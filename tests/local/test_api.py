@@ -83,6 +83,14 @@ async def test_token_and_clear_errors(tmp_path: Path) -> None:
         assert status == 400 and "lang" in error_of(body)
         status, headers, _ = await curl(f"{s.url}/api/v1/points", "-I", token=s.token)
         assert status == 200 and int(headers["content-length"]) > 100
+        # A browser: the token in the address once, then a cookie and an address without it.
+        status, headers, _ = await curl(f"{s.url}/?token={s.token}&lang=fr")
+        assert status == 303 and headers["location"] == "/?lang=fr"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
+        status, headers, body = await curl(f"{s.url}/?lang=fr", "-H", f"Cookie: {cookie}")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert "Équipements" in body and s.token not in body
 
 
 async def test_slow_and_many_clients_are_bounded(tmp_path: Path) -> None:
