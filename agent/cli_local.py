@@ -153,6 +153,8 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
       batigate write vmc-b pressure_setpoint 130
       batigate write vmc-b fan_enable false --yes --json
     """
+    from agent.i18n import t  # noqa: PLC0415
+
     config = load_or_exit(config_path)
     dev = _device_or_exit(config, device, point)
     pt = next(p for p in dev.points if p.name == point)
@@ -161,8 +163,8 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
     if problem:
         fail(problem, EXIT_CONFIG, as_json=as_json)
     if not yes:
-        click.confirm(f"Write {parsed} {pt.unit or ''} to {dev.id}/{pt.name} "
-                      f"(bus {dev.bus}, address {dev.address})?", abort=True, err=True)
+        click.confirm(t("write.confirm", value=parsed, unit=pt.unit or "", dev=dev.id,
+                        point=pt.name, bus=dev.bus, address=dev.address), abort=True, err=True)
     sock = socket_path or config.control.socket
     error, via = run(_write(config, dev, pt, parsed, sock))
     if error:
@@ -170,33 +172,38 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
     if as_json:
         emit_json({"ok": True, "via": via, "dev": dev.id, "n": pt.name, "v": parsed})
     else:
-        click.echo(f"{dev.id}/{pt.name} = {parsed} {pt.unit or ''} written (via {via})")
+        click.echo(t("write.done", dev=dev.id, point=pt.name, value=parsed, unit=pt.unit or "",
+                     via=via))
 
 
 def _parse_value(point: Any, text: str) -> bool | float | int:
+    from agent.i18n import t  # noqa: PLC0415
+
     if getattr(point, "type", None) == "bool":
         lowered = text.strip().lower()
         if lowered in ("true", "on", "1", "yes"):
             return True
         if lowered in ("false", "off", "0", "no"):
             return False
-        fail(f"{point.name} is a bool point: write true or false, not {text!r}", EXIT_CONFIG)
+        fail(t("write.bool", point=point.name, text=text), EXIT_CONFIG)
     try:
         number = float(text)
     except ValueError:
-        fail(f"{text!r} is not a number", EXIT_CONFIG)
+        fail(t("write.not_number", text=text), EXIT_CONFIG)
     return int(number) if number.is_integer() else number
 
 
 def _value_problem(point: Any, value: bool | float | int) -> str | None:
+    from agent.i18n import t  # noqa: PLC0415
+
     if not point.writable:
-        return f"{point.name} is not declared writable in the config"
+        return t("write.not_writable", point=point.name)
     if isinstance(value, bool):
         return None
     if point.min is not None and value < point.min:
-        return f"{value} is below the minimum {point.min} of {point.name}"
+        return t("write.below_min", value=value, limit=point.min, point=point.name)
     if point.max is not None and value > point.max:
-        return f"{value} is above the maximum {point.max} of {point.name}"
+        return t("write.above_max", value=value, limit=point.max, point=point.name)
     return None
 
 

@@ -149,4 +149,12 @@ MESSAGES: dict[str, str] = {
     "demo.page": "status page: {url}",
     "demo.scenario": "scenario {name!r} starts in {s} s",
     "demo.stopped": "demo stopped",
+    # batigate write
+    "write.confirm": "Write {value} {unit} to {dev}/{point} (bus {bus}, address {address})?",
+    "write.done": "{dev}/{point} = {value} {unit} written (via {via})",
+    "write.bool": "{point} is a bool point: write true or false, not {text!r}",
+    "write.not_number": "{text!r} is not a number",
+    "write.not_writable": "{point} is not declared writable in the config",
+    "write.below_min": "{value} is below the minimum {limit} of {point}",
+    "write.above_max": "{value} is above the maximum {limit} of {point}",
 }

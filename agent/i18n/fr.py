@@ -149,4 +149,12 @@ MESSAGES: dict[str, str] = {
     "demo.page": "page d'état : {url}",
     "demo.scenario": "le scénario {name!r} démarre dans {s} s",
     "demo.stopped": "démo arrêtée",
+    # batigate write
+    "write.confirm": "Écrire {value} {unit} dans {dev}/{point} (bus {bus}, adresse {address}) ?",
+    "write.done": "{dev}/{point} = {value} {unit} écrit (via {via})",
+    "write.bool": "{point} est un point booléen : écrivez true ou false, pas {text!r}",
+    "write.not_number": "{text!r} n'est pas un nombre",
+    "write.not_writable": "{point} n'est pas déclaré inscriptible (writable) dans la configuration",
+    "write.below_min": "{value} est sous le minimum {limit} de {point}",
+    "write.above_max": "{value} est au-dessus du maximum {limit} de {point}",
 }
