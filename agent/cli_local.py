@@ -306,6 +306,8 @@ async def _watch(sock: Path, every: float) -> None:
             answer = await control.request(sock, control.SNAPSHOT_OP, timeout=5.0)
         except (control.NotRunning, control.ControlError):
             return None  # the agent restarts: the screen says it waits
+        except ValueError:  # an answer over control.MAX_LINE (a site of thousands of points)
+            return None
         return answer.get("result") if answer.get("status") == "succeeded" else None
 
     out = console()
