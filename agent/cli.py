@@ -35,8 +35,18 @@ from agent.errors import ConfigError
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the agent again
 
 
+def _set_language(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from agent.i18n import set_language  # noqa: PLC0415
+
+    set_language(value)
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batigate")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default=None, expose_value=False,
+              is_eager=True, callback=_set_language,
+              help="language of the messages (default: from the locale, LANG / LC_ALL)")
 def main() -> None:
     """batigate: the building gateway agent.
 
@@ -116,6 +126,8 @@ def config_check(file: Path, as_json: bool) -> None:
     """
     from agent import config as config_mod  # noqa: PLC0415
 
+    from agent.i18n import t  # noqa: PLC0415
+
     try:
         config = config_mod.load(file)
     except ConfigError as exc:
@@ -124,7 +136,7 @@ def config_check(file: Path, as_json: bool) -> None:
         else:
             for line in exc.problems:
                 click.echo(line, err=True)
-            click.echo(f"{len(exc.problems)} problem(s)", err=True)
+            click.echo(t("config.problems", count=len(exc.problems)), err=True)
         sys.exit(EXIT_CONFIG)
     points = sum(len(d.points) for d in config.devices)
     if as_json:
@@ -133,17 +145,15 @@ def config_check(file: Path, as_json: bool) -> None:
                                "rules": len(config.rules), "digest": config.digest,
                                "command_auth": config.commands.auth}))
     else:
-        click.echo(f"{file}: OK ({len(config.buses)} buses, {len(config.devices)} devices, "
-                   f"{points} points, {len(config.rules)} rules)")
-        click.echo(f"{file}: command auth {config.commands.auth}")
+        click.echo(t("config.ok", file=file, buses=len(config.buses),
+                     devices=len(config.devices), points=points, rules=len(config.rules)))
         if config.mqtt.tls is None:
-            click.echo(f"{file}: warning: mqtt.tls is off (lab brokers only)", err=True)
+            click.echo(t("config.tls_off", file=file), err=True)
+        click.echo(t("config.command_auth", file=file, auth=config.commands.auth))
         if config.commands.auth == "unsigned-allow":
-            click.echo(f"{file}: warning: commands.unsigned: allow: any command runs unsigned "
-                       "(labs only)", err=True)
+            click.echo(t("config.unsigned_allow", file=file), err=True)
         elif config.commands.auth == "unsigned-readonly":
-            click.echo(f"{file}: note: no commands.public_key: remote commands are limited to "
-                       "ping, rebirth, health, point.read, poll.now, buffer.stats", err=True)
+            click.echo(t("config.unsigned_readonly", file=file), err=True)
 
 
 @config_group.command("show")
@@ -162,15 +172,21 @@ def config_show(config_path: Path) -> None:
 
 @main.command()
 @click.option("--seconds", type=float, default=0, help="stop by itself after this long (0: never)")
-def demo(seconds: float) -> None:
-    """Simulated building + local broker + agent, with the messages shown live. Ctrl-C stops.
+@click.option("--log", "raw_log", is_flag=True,
+              help="the raw message stream instead of the dashboard")
+@click.option("--speed", type=click.FloatRange(0.1, 100), default=1.0, show_default=True,
+              help="play the fault scenario this many times faster")
+def demo(seconds: float, raw_log: bool, speed: float) -> None:
+    """Simulated building + local broker + agent, on a live dashboard. Ctrl-C stops.
+
+    Off a terminal (or with --log) the raw MQTT messages scroll instead.
 
     \b
     Example:  batigate demo --seconds 30
     """
     from agent import demo as demo_mod  # noqa: PLC0415
 
-    sys.exit(asyncio.run(demo_mod.run(seconds)))
+    sys.exit(asyncio.run(demo_mod.run(seconds, log=raw_log, speed=speed)))
 
 
 @main.group("mbus")

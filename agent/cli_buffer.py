@@ -52,8 +52,31 @@ def buffer_stats(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(stats))
     else:
-        for key, value in stats.items():
-            click.echo(f"{key:>12}: {value}")
+        for label, value in human_stats(stats):
+            click.echo(f"{label:>28}: {value}")
+
+
+# The stats a technician reads first, labelled in their language; the others keep their key.
+STAT_LABELS = ("depth", "alarms", "events", "telemetry", "oldest_age", "bytes", "max_bytes",
+               "dropped", "expired", "fault")
+
+
+def human_stats(stats: dict[str, object]) -> list[tuple[str, str]]:
+    from agent.display.units import age, number  # noqa: PLC0415
+    from agent.i18n import t  # noqa: PLC0415
+
+    out = []
+    for key, value in stats.items():
+        label = t(f"buffer.stat.{key}") if key in STAT_LABELS else key
+        if key == "oldest_age" and isinstance(value, int | float):
+            shown = age(value) if stats.get("depth") else "—"
+        elif key in ("bytes", "max_bytes", "memory_bytes", "write_bytes") and \
+                isinstance(value, int | float):
+            shown = f"{number(value / 2**20, 1)} MB"
+        else:
+            shown = "—" if value is None else str(value)
+        out.append((label, shown))
+    return out
 
 
 def parse_when(text: str | None, now: float) -> float | None:
@@ -101,18 +124,20 @@ def buffer_export(fmt: str, since: str | None, until: str | None, output: Path |
     """
     import time  # noqa: PLC0415
 
+    from agent.i18n import t  # noqa: PLC0415
+
     config = load_or_exit(config_path)
     now = time.time()
     start, end = parse_when(since, now), parse_when(until, now)
     if start is not None and end is not None and start > end:
-        fail("--since is after --until", EXIT_CONFIG, as_json=as_json)
+        fail(t("buffer.since_after_until"), EXIT_CONFIG, as_json=as_json)
     path = Path(config.buffer.path)
     if not path.exists():
-        fail(f"no outbox at {path}", EXIT_FAILURE, as_json=as_json)
+        fail(t("buffer.no_outbox", path=path), EXIT_FAILURE, as_json=as_json)
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        fail(f"cannot open {path}: {exc}", EXIT_FAILURE, as_json=as_json)
+        fail(t("buffer.cannot_open", path=path, error=exc), EXIT_FAILURE, as_json=as_json)
     try:
         root = config.root
         where, params = _range(start, end)
@@ -126,7 +151,7 @@ def buffer_export(fmt: str, since: str | None, until: str | None, output: Path |
             if output:
                 out.close()
     except sqlite3.Error as exc:
-        fail(f"cannot read {path}: {exc}", EXIT_FAILURE, as_json=as_json)
+        fail(t("buffer.cannot_read", path=path, error=exc), EXIT_FAILURE, as_json=as_json)
     finally:
         db.close()
     if output is not None:
@@ -134,7 +159,7 @@ def buffer_export(fmt: str, since: str | None, until: str | None, output: Path |
             emit_json({"ok": True, "messages": total, "rows": count, "file": str(output),
                        "format": fmt})
         else:
-            console(err=True).print(f"{total} message(s), {count} row(s) written to {output}")
+            console(err=True).print(t("buffer.written", total=total, count=count, output=output))
 
 
 def _range(start: float | None, end: float | None) -> tuple[str, list[float]]:

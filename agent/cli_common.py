@@ -31,13 +31,14 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 def load_or_exit(path: Path) -> Any:
     from agent import config as config_mod  # noqa: PLC0415 - keep `--help` fast
+    from agent.i18n import t  # noqa: PLC0415
 
     try:
         return config_mod.load(path)
     except ConfigError as exc:
         for line in exc.problems:
             click.echo(line, err=True)
-        click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
+        click.echo(t("config.problems_in", count=len(exc.problems), path=path), err=True)
         sys.exit(EXIT_CONFIG)
 
 
@@ -46,7 +47,9 @@ def fail(message: str, code: int = EXIT_FAILURE, *, as_json: bool = False,
     if as_json:
         click.echo(json.dumps({"ok": False, "error": message, **extra}, default=str))
     else:
-        click.secho(f"error: {message}", fg="red", err=True)
+        from agent.i18n import t  # noqa: PLC0415
+
+        click.secho(t("error", message=message), fg="red", err=True)
     sys.exit(code)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from agent.cli_common import (EXIT_CONFIG, EXIT_FAILURE, age, complete_device, complete_point,
+from agent.cli_common import (EXIT_CONFIG, EXIT_FAILURE, complete_device, complete_point,
                               config_option, console, emit_json, fail, json_option, load_or_exit,
                               run)
 
@@ -53,27 +53,33 @@ def read(device: str, point: str | None, config_path: Path, socket_path: Path | 
         return
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title=f"{dev.id} (via {via})")
+    from agent.display.units import human  # noqa: PLC0415
+    from agent.i18n import t  # noqa: PLC0415
+
+    units = {p.name: p.display_unit for p in dev.points if getattr(p, "display_unit", None)}
+    table = Table(title=t("read.title", dev=dev.id, via=via))
     reasons = any(item.get("reason") for item in result["points"])
     for column in ("point", "value", "unit", "quality", *(("why",) if reasons else ())):
-        table.add_column(column)
+        table.add_column(t("read.col." + column))
     for item in result["points"]:
         quality = item["q"]
         style = {"good": "green", "uncertain": "yellow"}.get(quality, "red")
         why = (item.get("reason") or "",) if reasons else ()
-        table.add_row(item["n"], "—" if item["v"] is None else str(item["v"]), item["u"] or "",
-                      f"[{style}]{quality}[/]", *why)
+        value, unit = human(item["v"], item["u"], units.get(item["n"]))
+        table.add_row(item["n"], value, unit, f"[{style}]{t('quality.' + quality)}[/]", *why)
     console().print(table)
 
 
 def _device_or_exit(config: Any, device: str, point: str | None) -> Any:
+    from agent.i18n import t  # noqa: PLC0415
+
     found = next((d for d in config.devices if d.id == device), None)
     if found is None:
-        known = ", ".join(d.id for d in config.devices) or "none"
-        fail(f"unknown device {device!r}; devices in the config: {known}", EXIT_CONFIG)
+        known = ", ".join(d.id for d in config.devices) or t("none")
+        fail(t("read.unknown_device", device=device, known=known), EXIT_CONFIG)
     if point is not None and not any(p.name == point for p in found.points):
-        known = ", ".join(p.name for p in found.points) or "none"
-        fail(f"{device} has no point {point!r}; its points: {known}", EXIT_CONFIG)
+        known = ", ".join(p.name for p in found.points) or t("none")
+        fail(t("read.unknown_point", device=device, point=point, known=known), EXIT_CONFIG)
     return found
 
 
@@ -147,6 +153,8 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
       batigate write vmc-b pressure_setpoint 130
       batigate write vmc-b fan_enable false --yes --json
     """
+    from agent.i18n import t  # noqa: PLC0415
+
     config = load_or_exit(config_path)
     dev = _device_or_exit(config, device, point)
     pt = next(p for p in dev.points if p.name == point)
@@ -155,8 +163,8 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
     if problem:
         fail(problem, EXIT_CONFIG, as_json=as_json)
     if not yes:
-        click.confirm(f"Write {parsed} {pt.unit or ''} to {dev.id}/{pt.name} "
-                      f"(bus {dev.bus}, address {dev.address})?", abort=True, err=True)
+        click.confirm(t("write.confirm", value=parsed, unit=pt.unit or "", dev=dev.id,
+                        point=pt.name, bus=dev.bus, address=dev.address), abort=True, err=True)
     sock = socket_path or config.control.socket
     error, via = run(_write(config, dev, pt, parsed, sock))
     if error:
@@ -164,33 +172,38 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
     if as_json:
         emit_json({"ok": True, "via": via, "dev": dev.id, "n": pt.name, "v": parsed})
     else:
-        click.echo(f"{dev.id}/{pt.name} = {parsed} {pt.unit or ''} written (via {via})")
+        click.echo(t("write.done", dev=dev.id, point=pt.name, value=parsed, unit=pt.unit or "",
+                     via=via))
 
 
 def _parse_value(point: Any, text: str) -> bool | float | int:
+    from agent.i18n import t  # noqa: PLC0415
+
     if getattr(point, "type", None) == "bool":
         lowered = text.strip().lower()
         if lowered in ("true", "on", "1", "yes"):
             return True
         if lowered in ("false", "off", "0", "no"):
             return False
-        fail(f"{point.name} is a bool point: write true or false, not {text!r}", EXIT_CONFIG)
+        fail(t("write.bool", point=point.name, text=text), EXIT_CONFIG)
     try:
         number = float(text)
     except ValueError:
-        fail(f"{text!r} is not a number", EXIT_CONFIG)
+        fail(t("write.not_number", text=text), EXIT_CONFIG)
     return int(number) if number.is_integer() else number
 
 
 def _value_problem(point: Any, value: bool | float | int) -> str | None:
+    from agent.i18n import t  # noqa: PLC0415
+
     if not point.writable:
-        return f"{point.name} is not declared writable in the config"
+        return t("write.not_writable", point=point.name)
     if isinstance(value, bool):
         return None
     if point.min is not None and value < point.min:
-        return f"{value} is below the minimum {point.min} of {point.name}"
+        return t("write.below_min", value=value, limit=point.min, point=point.name)
     if point.max is not None and value > point.max:
-        return f"{value} is above the maximum {point.max} of {point.name}"
+        return t("write.above_max", value=value, limit=point.max, point=point.name)
     return None
 
 
@@ -231,7 +244,12 @@ async def _write_direct(config: Any, device: Any, point: Any,
 @config_option
 @socket_option
 @json_option
-def status(config_path: Path, socket_path: Path | None, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="the live dashboard, redrawn every second until "
+                                            "Ctrl-C (one line per change when not a terminal)")
+@click.option("--every", type=click.FloatRange(0.2, 60), default=1.0, show_default=True,
+              help="seconds between two refreshes of --watch")
+def status(config_path: Path, socket_path: Path | None, as_json: bool, watch: bool,
+           every: float) -> None:
     """Ask the running agent how it is: broker, devices, alarms, outbox, clock, certificate.
 
     Exit code 1 when no agent answers.
@@ -239,76 +257,129 @@ def status(config_path: Path, socket_path: Path | None, as_json: bool) -> None:
     \b
     Examples:
       batigate status
+      batigate status --watch
       batigate status --json | jq .outbox.depth
     """
     from agent import control  # noqa: PLC0415
     from agent.cli_common import control_path  # noqa: PLC0415
 
     sock = control_path(config_path, socket_path)
-    try:
-        answer = run(control.request(sock, control.STATUS_OP))
-    except control.NotRunning:
-        fail(f"the agent is not running (nothing answers on {sock}); start it with "
-             "`systemctl start batigate`", EXIT_FAILURE, as_json=as_json)
-    except control.ControlError as exc:
-        fail(str(exc), EXIT_FAILURE, as_json=as_json)
-    if answer.get("status") != "succeeded":
-        fail(str(answer.get("error")), EXIT_FAILURE, as_json=as_json)
-    body = answer["result"]
+    body = _ask(sock, control.SNAPSHOT_OP if watch else control.STATUS_OP, as_json)
+    if watch and not as_json:
+        run(_watch(sock, every))
+        return
     if as_json:
         emit_json({"ok": True, **body})
         return
     _print_status(body)
 
 
+def _ask(sock: Path, op: str, as_json: bool = False) -> dict[str, Any]:
+    from agent import control  # noqa: PLC0415
+    from agent.i18n import t  # noqa: PLC0415
+
+    try:
+        answer = run(control.request(sock, op))
+    except control.NotRunning:
+        fail(t("status.not_running", sock=sock), EXIT_FAILURE, as_json=as_json)
+    except control.ControlError as exc:
+        fail(str(exc), EXIT_FAILURE, as_json=as_json)
+    if answer.get("status") != "succeeded":
+        fail(str(answer.get("error")), EXIT_FAILURE, as_json=as_json)
+    return dict(answer["result"])
+
+
+async def _watch(sock: Path, every: float) -> None:
+    """The dashboard of the running agent, fed by the control socket's `snapshot` op."""
+    import signal  # noqa: PLC0415
+
+    from agent import control  # noqa: PLC0415
+    from agent.display.dashboard import show_live, show_plain  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def fetch() -> dict[str, Any] | None:
+        try:
+            answer = await control.request(sock, control.SNAPSHOT_OP, timeout=5.0)
+        except (control.NotRunning, control.ControlError):
+            return None  # the agent restarts: the screen says it waits
+        except ValueError:  # an answer over control.MAX_LINE (a site of thousands of points)
+            return None
+        return answer.get("result") if answer.get("status") == "succeeded" else None
+
+    out = console()
+    if out.is_terminal:
+        await show_live(fetch, stop, console=out, refresh=every)
+    else:
+        await show_plain(fetch, stop, click.echo, refresh=every)
+
+
 def _print_status(body: dict[str, Any]) -> None:
     from rich.table import Table  # noqa: PLC0415
 
+    from agent.display.units import age  # noqa: PLC0415
+    from agent.i18n import t  # noqa: PLC0415
+
     out = console()
     broker = body["broker"]
-    link = "[green]connected[/]" if broker["connected"] else "[red]not connected[/]"
-    out.print(f"[bold]{body['gw']}[/] at {body['site']}, session {body['sess']}, "
-              f"up {age(body['uptime'])}")
-    out.print(f"broker   {broker['host']}:{broker['port']} {'TLS' if broker['tls'] else 'NO TLS'}"
-              f" {link} ({broker['connections']} connection(s), {broker['published']} published)")
+    link = (f"[green]{t('status.connected')}[/]" if broker["connected"] else
+            f"[red]{t('status.not_connected')}[/]")
+    out.print(t("status.head", gw=f"[bold]{body['gw']}[/]", site=body["site"], sess=body["sess"],
+                age=age(body["uptime"])))
+    out.print(t("status.broker", host=broker["host"], port=broker["port"],
+                tls="TLS" if broker["tls"] else t("status.no_tls"), link=link,
+                connections=broker["connections"], published=broker["published"]))
     if not broker["connected"] and broker["last_error"]:
-        out.print(f"         last error: {broker['last_error']}")
+        out.print(t("status.last_error", error=broker["last_error"]))
     auth = body.get("command_auth")  # an agent of an earlier version does not say
     if auth is not None:
         colour = {"signed": "green", "signed-writes": "green",
                   "unsigned-readonly": "yellow"}.get(auth, "red")
-        out.print(f"commands [{colour}]{auth}[/]")
+        out.print(t("status.commands", auth=f"[{colour}]{auth}[/]"))
     outbox = body["outbox"]
-    out.print(f"outbox   {outbox['depth']} message(s), oldest {age(outbox['oldest_age'])}"
-              + (f", {outbox['dropped']} dropped" if outbox["dropped"] else ""))
+    out.print(t("status.outbox", depth=outbox["depth"], oldest=age(outbox["oldest_age"]))
+              + (t("status.dropped", count=outbox["dropped"]) if outbox["dropped"] else ""))
     synced = body["clock_synced"]
-    out.print("clock    " + ("[green]synchronized[/]" if synced else
-                             "[yellow]NOT synchronized (readings marked uncertain)[/]"))
+    out.print(t("status.clock") + (f"[green]{t('status.synced')}[/]" if synced else
+                                   f"[yellow]{t('status.not_synced')}[/]"))
     cert = body["cert"]
     days = cert["days_left"]
     if cert["path"] is None:
-        out.print("cert     none (no client certificate configured)")
+        out.print(t("status.no_cert"))
     else:
         colour = "red" if days is None or days < 7 else "yellow" if days < 30 else "green"
-        shown = "unreadable" if days is None else f"{days} days left"
-        out.print(f"cert     {cert['path']}: [{colour}]{shown}[/]")
-    table = Table(title="devices")
-    for column in ("device", "bus", "state", "last reading", "polls", "failures", "last error"):
-        table.add_column(column)
+        shown = t("status.unreadable") if days is None else t("status.days_left", days=days)
+        out.print(t("status.cert", path=cert["path"], shown=f"[{colour}]{shown}[/]"))
+    table = Table(title=t("status.devices"))
+    for column in ("device", "bus", "state", "last", "polls", "failures", "error"):
+        table.add_column(t("status.col." + column))
     for dev in body["devices"]:
         colour = {"ok": "green", "down": "red"}.get(dev["state"], "yellow")
-        table.add_row(dev["id"], dev["bus"], f"[{colour}]{dev['state']}[/]",
+        state = dev["state"]
+        shown = t("state." + state) if state in ("ok", "down", "unknown") else state
+        table.add_row(dev["id"], dev["bus"], f"[{colour}]{shown}[/]",
                       age(dev["last_reading_age"]), str(dev["polls"]), str(dev["failures"]),
                       dev["last_error"] or "")
     out.print(table)
     alarms = body["alarms"]
     if alarms:
-        table = Table(title="active alarms")
+        table = Table(title=t("status.alarms"))
         for column in ("alarm", "severity", "state", "since"):
-            table.add_column(column)
+            table.add_column(t("status.col." + column))
+        import time  # noqa: PLC0415
+
         for alarm in alarms:
-            table.add_row(str(alarm.get("id")), str(alarm.get("severity", "")),
-                          str(alarm.get("state", "")), str(alarm.get("since", "")))
+            since = alarm.get("raised_at") or alarm.get("since")
+            severity = str(alarm.get("severity", ""))
+            state = t("status.acked") if alarm.get("acked") else t("status.active")
+            table.add_row(str(alarm.get("alarm", alarm.get("id"))),
+                          t("severity." + severity) if severity in (
+                              "critical", "major", "minor", "warning", "info") else severity,
+                          state, age(time.time() - since) if isinstance(since, int | float)
+                          else "")
         out.print(table)
     else:
-        out.print("alarms   none active")
+        out.print(t("status.no_alarm"))

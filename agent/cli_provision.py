@@ -17,13 +17,13 @@ import click
 
 from agent.cli_common import (EXIT_CONFIG, EXIT_FAILURE, config_option, console, emit_json, fail,
                               json_option, load_or_exit)
+from agent.i18n import t
 
 
 def _tls_paths(config: Any, as_json: bool) -> Any:
     tls = config.mqtt.tls
     if tls is None or tls.cert is None or tls.key is None:
-        fail("the config has no client certificate: set mqtt.tls.cert and mqtt.tls.key",
-             EXIT_CONFIG, as_json=as_json)
+        fail(t("provision.no_cert_config"), EXIT_CONFIG, as_json=as_json)
     return tls
 
 
@@ -59,7 +59,8 @@ def provision(ctx: click.Context, renew: bool, csr_out: Path | None, config_path
     except keys.KeyError_ as exc:
         fail(str(exc), EXIT_FAILURE, as_json=as_json)
     except OSError as exc:
-        fail(f"cannot write {key_path}: {exc.strerror or exc}", EXIT_FAILURE, as_json=as_json)
+        fail(t("provision.cannot_write", path=key_path, error=exc.strerror or exc), EXIT_FAILURE,
+             as_json=as_json)
     pem = keys.csr_pem(keys.csr(key, config.gateway.id))
     target = csr_out or Path(str(tls.cert) + ".csr")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,10 +70,10 @@ def provision(ctx: click.Context, renew: bool, csr_out: Path | None, config_path
     if as_json:
         emit_json(summary)
         return
-    click.echo(f"key  {key_path} (mode 0600, stays on this gateway)")
-    click.echo(f"CSR  {target} (CN={config.gateway.id}, public key {summary['key_sha256']}...)")
-    click.echo("send the CSR to the CA; install its answer with "
-               f"`batigate provision install-cert FILE`\n\n{pem}", nl=False)
+    click.echo(t("provision.key", path=key_path))
+    click.echo(t("provision.csr", path=target, cn=config.gateway.id,
+                 fingerprint=summary["key_sha256"]))
+    click.echo(t("provision.send_csr") + f"\n\n{pem}", nl=False)
 
 
 @provision.command("install-cert")
@@ -103,16 +104,17 @@ def install_cert(cert_file: Path, ca: Path | None, config_path: Path, as_json: b
         leaf = certs.check(chain, key, ca_certs, config.gateway.id, now)
         certs.install(chain, Path(tls.cert), key_path, new_key=rotation)
     except (certs.CertProblem, keys.KeyError_) as exc:
-        fail(f"not installed: {exc}", EXIT_FAILURE, as_json=as_json)
+        fail(t("provision.not_installed", error=exc), EXIT_FAILURE, as_json=as_json)
     except OSError as exc:
-        fail(f"not installed (previous kept): {exc.strerror or exc}", EXIT_FAILURE,
+        fail(t("provision.not_installed_kept", error=exc.strerror or exc), EXIT_FAILURE,
              as_json=as_json)
     info = certs.describe(leaf, now)
     if as_json:
         emit_json({"ok": True, "installed": str(tls.cert), "rotation": rotation, **info})
         return
-    _print_cert(info, f"installed {tls.cert}" + (" (with the renewed key)" if rotation else ""))
-    click.echo("restart the agent to use it: systemctl restart batigate")
+    _print_cert(info, t("provision.installed_renewed" if rotation else "provision.installed",
+                        path=tls.cert))
+    click.echo(t("provision.restart"))
 
 
 @provision.command("show")
@@ -131,8 +133,8 @@ def show(config_path: Path, as_json: bool) -> None:
     try:
         chain = certs.load_chain(Path(tls.cert).read_bytes(), str(tls.cert))
     except OSError as exc:
-        fail(f"cannot read {tls.cert}: {exc.strerror}; run `batigate provision` first",
-             EXIT_FAILURE, as_json=as_json)
+        fail(t("provision.cannot_read", path=tls.cert, error=exc.strerror), EXIT_FAILURE,
+             as_json=as_json)
     except certs.CertProblem as exc:
         fail(str(exc), EXIT_FAILURE, as_json=as_json)
     info = certs.describe(chain[0])
@@ -142,7 +144,7 @@ def show(config_path: Path, as_json: bool) -> None:
     else:
         _print_cert(info, str(tls.cert))
         for problem in problems:
-            click.secho(f"problem: {problem}", fg="red", err=True)
+            click.secho(t("provision.problem", problem=problem), fg="red", err=True)
     if problems:
         raise SystemExit(EXIT_FAILURE)
 
@@ -178,8 +180,7 @@ def lab_ca_init(folder: Path, name: str) -> None:
         labca.LabCA.create(name).save(folder)
     except keys.KeyError_ as exc:
         fail(str(exc), EXIT_FAILURE)
-    click.echo(f"lab CA written to {folder} (ca.crt to give to brokers and gateways; ca.key "
-               "stays here) - for tests and labs only")
+    click.echo(t("provision.lab_ca_written", folder=folder))
 
 
 @lab_ca.command("sign")
@@ -199,9 +200,10 @@ def lab_ca_sign(csr_file: Path, ca_dir: Path, days: float, output: Path | None) 
     try:
         cert = labca.LabCA.load(ca_dir).sign_csr(csr_file.read_bytes(), days=days)
     except labca.CsrRefused as exc:
-        fail(f"refused: {exc}", EXIT_FAILURE)
+        fail(t("provision.refused", error=exc), EXIT_FAILURE)
     if output:
         output.write_bytes(labca.pem(cert))
-        click.echo(f"{output}: CN={cert.subject.rfc4514_string()}, {days:g} days", err=True)
+        click.echo(t("provision.signed", output=output, cn=cert.subject.rfc4514_string(),
+                     days=f"{days:g}"), err=True)
     else:
         click.echo(labca.pem(cert).decode(), nl=False)

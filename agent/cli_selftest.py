@@ -19,6 +19,7 @@ import click
 
 from agent.cli_common import (EXIT_FAILURE, config_option, console, emit_json, json_option,
                               load_or_exit, run)
+from agent.i18n import t
 
 
 @dataclass
@@ -50,7 +51,7 @@ def selftest(config_path: Path, timeout: float, as_json: bool) -> None:
     if as_json:
         checks += run(_network_checks(config, timeout))
     else:
-        with console(err=True).status("checking buses and broker..."):
+        with console(err=True).status(t("selftest.checking")):
             checks += run(_network_checks(config, timeout))
     checks += outbox_checks(config)
     failed = any(c.result == "fail" for c in checks)
@@ -67,31 +68,28 @@ def certificate_checks(config: Any) -> list[Check]:
 
     tls = config.mqtt.tls
     if tls is None:
-        return [Check("tls", "warn", "TLS is off (tls: false)", "lab brokers only: give "
-                      "mqtt.tls with ca, cert and key for a real broker")]
+        return [Check("tls", "warn", "TLS is off (tls: false)", t("selftest.fix.tls_off"))]
     out: list[Check] = []
     if tls.cert is None:
         out.append(Check("certificate", "warn", "no client certificate configured",
-                         "run `batigate provision` and install the certificate"))
+                         t("selftest.fix.no_cert")))
     problems = diagnose.local_problems(tls, config.gateway.id)
     for problem in problems:
-        out.append(Check("certificate", "fail", problem, "`batigate provision` (new key and "
-                         "CSR) or `batigate provision install-cert FILE`"))
+        out.append(Check("certificate", "fail", problem, t("selftest.fix.cert_problem")))
     if tls.cert is not None and not problems:
         import time  # noqa: PLC0415
 
         soon = watch.expiring(Path(tls.cert), time.time())
         if soon is not None:
             out.append(Check("certificate", "warn", f"expires on {soon['not_after']} "
-                             f"({soon['days_left']} days)", "renew it: `batigate provision "
-                             "--renew`, then install the new certificate"))
+                             f"({soon['days_left']} days)", t("selftest.fix.renew")))
         else:
             out.append(Check("certificate", "ok", f"{tls.cert} valid, chains to the CA"))
     if tls.key is not None and Path(tls.key).exists():
         mode = stat.S_IMODE(Path(tls.key).stat().st_mode)
         if mode & 0o077:
             out.append(Check("key", "fail", f"{tls.key} has mode {mode:o}: others can read it",
-                             f"chmod 600 {tls.key}"))
+                             t("selftest.fix.key_mode", key=tls.key)))
     return out
 
 
@@ -106,11 +104,8 @@ async def _network_checks(config: Any, timeout: float) -> list[Check]:
 
 
 def _broker_fix(stage: str) -> str:
-    return {"connect": "check mqtt.host/port, the network and the firewall (port 8883 out)",
-            "tls-server": "check mqtt.tls.ca and that mqtt.host is the name in the broker's "
-                          "certificate",
-            "tls-client": "check the gateway certificate: `batigate provision show`",
-            "mqtt": "ask the broker's operator (account, ACL)"}.get(stage, "")
+    known = ("connect", "tls-server", "tls-client", "mqtt")
+    return t(f"selftest.fix.broker.{stage}") if stage in known else ""
 
 
 async def _bus_check(bus: Any, timeout: float) -> Check:
@@ -127,16 +122,16 @@ async def _bus_check(bus: Any, timeout: float) -> Check:
             writer.close()
         except (OSError, TimeoutError) as exc:
             return Check(name, "fail", f"{host}:{port} unreachable ({exc or 'timeout'})",
-                         "check the address, the cable and that the device is powered")
+                         t("selftest.fix.unreachable"))
         return Check(name, "ok", f"{host}:{port} accepts connections")
     if isinstance(port, str):
         path = Path(port)
         if not path.exists():
             return Check(name, "fail", f"serial port {port} not found",
-                         "plug the USB/RS-485 adapter in; `ls /dev/serial/by-id/` names it")
+                         t("selftest.fix.no_serial"))
         if not os.access(path, os.R_OK | os.W_OK):
             return Check(name, "fail", f"no read/write permission on {port}",
-                         "add the service user to the group dialout")
+                         t("selftest.fix.serial_perm"))
         return Check(name, "ok", f"serial port {port} present")
     return Check(name, "ok", f"driver {bus.driver}")
 
@@ -146,16 +141,16 @@ def outbox_checks(config: Any) -> list[Check]:
     folder = path.parent
     if not folder.exists():
         return [Check("outbox", "warn", f"{folder} does not exist yet",
-                      "it is created at the first start (check the disk is mounted)")]
+                      t("selftest.fix.no_folder"))]
     if not os.access(folder, os.W_OK):
         return [Check("outbox", "fail", f"{folder} is not writable",
-                      "the service user must own the state directory")]
+                      t("selftest.fix.folder_perm"))]
     checks: list[Check] = []
     free = os.statvfs(folder)
     free_mb = free.f_bavail * free.f_frsize / 2**20
     if free_mb < config.buffer.max_mb:
         checks.append(Check("disk", "warn", f"{free_mb:.0f} MB free for an outbox of up to "
-                            f"{config.buffer.max_mb:g} MB", "free space or lower buffer.max_mb"))
+                            f"{config.buffer.max_mb:g} MB", t("selftest.fix.disk")))
     if not path.exists():
         return [*checks, Check("outbox", "ok", f"{path} will be created at the first start")]
     try:
@@ -167,11 +162,10 @@ def outbox_checks(config: Any) -> list[Check]:
             db.close()
     except sqlite3.Error as exc:
         return [*checks, Check("outbox", "fail", f"{path}: {exc}",
-                               "export what can be read (`batigate buffer export`), then move "
-                               "the file away; the agent starts a new one")]
+                               t("selftest.fix.outbox_broken"))]
     if verdict != "ok":
         return [*checks, Check("outbox", "fail", f"{path} is damaged: {verdict}",
-                               "export it (`batigate buffer export`) and move it away")]
+                               t("selftest.fix.outbox_damaged"))]
     import time  # noqa: PLC0415
 
     waiting = "" if not depth else f", oldest {(time.time() - oldest) / 3600:.1f} h old"
@@ -182,10 +176,10 @@ def _print(checks: list[Check]) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title="selftest")
-    for column in ("check", "result", "detail", "what to do"):
-        table.add_column(column, overflow="fold")
+    for column in ("check", "result", "detail", "fix"):
+        table.add_column(t(f"selftest.col.{column}"), overflow="fold")
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check in checks:
-        table.add_row(check.name, f"[{colours[check.result]}]{check.result}[/]", check.detail,
-                      check.fix)
+        table.add_row(check.name, f"[{colours[check.result]}]{t('selftest.' + check.result)}[/]",
+                      check.detail, check.fix)
     console().print(table)

@@ -21,6 +21,7 @@ from agent.config_models import (BillingConfig, BufferConfig, BusConfig, Control
                                  DeviceConfig, GatewayConfig, HealthConfig, MqttConfig, PointConfig,
                                  RuleConfig, Strict, UpdateConfig)
 from agent.errors import ConfigError
+from agent.local.config import LocalConfig
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 
 
@@ -37,6 +38,7 @@ class FileModel(Strict):
     control: ControlConfig = Field(default_factory=ControlConfig)
     update: UpdateConfig = Field(default_factory=UpdateConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
 
     @property
     def root(self) -> str:
@@ -152,7 +155,8 @@ def parse(text: str, source: str = "<config>") -> Config:
                   gateway=top.gateway, mqtt=top.mqtt, buffer=top.buffer, health=top.health,
                   log_level=top.log_level, buses=list(buses.values()), devices=devices,
                   rules=[rule for _, rule in rules], commands=top.commands,
-                  control=top.control, update=top.update, billing=top.billing)
+                  control=top.control, update=top.update, billing=top.billing,
+                  local=top.local)
 
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
+                      ValidationInfo, field_validator, model_validator)
 
 from agent import units
 from agent.durations import Duration
@@ -171,6 +171,8 @@ class BusConfig(Strict):
 class PointConfig(Strict):
     name: PointName
     unit: str | None = None
+    display_unit: str | None = Field(None, description="unit a person reads (dashboard, page, "
+                                     "CLI), e.g. m3/h; the wire stays SenML")
     writable: bool = False
     min: float | None = Field(None, description="lowest value a write may set")
     max: float | None = Field(None, description="highest value a write may set")
@@ -184,6 +186,16 @@ class PointConfig(Strict):
     @classmethod
     def _known_unit(cls, value: str | None) -> str | None:
         units.normalize(value)
+        return value
+
+    @field_validator("display_unit")
+    @classmethod
+    def _display_unit_fits(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            from agent.display.units import check_display_unit  # noqa: PLC0415
+
+            if problem := check_display_unit(info.data.get("unit"), value):
+                raise ValueError(problem)
         return value
 
 

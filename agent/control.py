@@ -40,6 +40,7 @@ GROUP = "batigate"
 SOCKET_MODE = 0o660
 MAX_LINE = 262_144  # a config.apply carries a whole file
 STATUS_OP, DEVICE_READ_OP = "status", "device.read"
+SNAPSHOT_OP = "snapshot"  # status + last values + bus counters: `batigate status --watch`
 
 
 class NotRunning(Exception):
@@ -155,6 +156,10 @@ async def handle_line(agent: Any, line: bytes, by: str) -> dict[str, Any]:
             return answer(None, _ok(status(agent)), op=op, ts=now)
         if op == DEVICE_READ_OP:
             return answer(None, _ok(await device_read(agent, args)), op=op, ts=now)
+        if op == SNAPSHOT_OP:
+            from agent.display.snapshot import snapshot  # noqa: PLC0415
+
+            return answer(None, _ok(snapshot(agent)), op=op, ts=now)
         return await dispatch(agent, op, args, by)
     except Problem as problem:
         return answer(None, problem, op=op, ts=now)
@@ -181,7 +186,7 @@ async def dispatch(agent: Any, op: str, args: dict[str, Any], by: str) -> dict[s
     cmd_id = f"local-{uuid.uuid4().hex[:12]}"
     operation = OPERATIONS.get(op)
     if operation is None:
-        known = ", ".join(sorted([*OPERATIONS, STATUS_OP, DEVICE_READ_OP]))
+        known = ", ".join(sorted([*OPERATIONS, STATUS_OP, DEVICE_READ_OP, SNAPSHOT_OP]))
         return answer(cmd_id, Problem(Code.NOT_FOUND, f"unknown op {op!r}; known: {known}"),
                       op=op, ts=now)
     try:

@@ -22,6 +22,8 @@ from rich.console import Console
 
 from agent import config as config_mod
 from agent import logs, senml, supervisor
+from agent.i18n import t
+from agent.local import page_url
 from agent.uplink import watch
 
 console = Console()
@@ -52,6 +54,9 @@ def demo_config(workdir: Path, building: Any, broker_port: int, protocol: str) -
         # A lab on a laptop: anyone on the local broker may send any command, and the agent
         # says so at start (the secure default, without a key, refuses state changes).
         "commands": {"unsigned": "allow"},
+        # The local status page, as a technician would open it on site (token in workdir).
+        "local": {"listen": f"127.0.0.1:{_free_port()}", "token_file": str(workdir / "token"),
+                  "bucket": "10s"},
         **sections,
     }
 
@@ -132,7 +137,9 @@ def _show(topic: str, payload: bytes, retained: bool) -> None:
         console.print(f"[magenta]{short}[/]{flag}: {fields}")
 
 
-async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss") -> int:
+async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss", *,
+              log: bool = False, speed: float = 1.0) -> int:
+    """The dashboard on a terminal; the raw message stream with `log` or off a terminal."""
     from agent.sim.building import Building  # noqa: PLC0415
 
     logs.setup("warning")
@@ -152,9 +159,17 @@ async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss") 
             path.write_text(yaml.safe_dump(demo_config(workdir, building, broker_port,
                                                        protocol), sort_keys=False))
             config = config_mod.load(path)  # the same checks a technician's file gets
-            console.print(f"[dim]config: {path}; topics under {config.root}/ ; Ctrl-C stops[/]")
+            console.print(f"[dim]{t('demo.config', path=path, root=config.root)}[/]")
+            page = page_url(config)
+            if page:
+                console.print(f"[dim]{t('demo.page', url=page)}[/]")
+            dashboard = console.is_terminal and not log
+            agents: list[Any] = []
 
             async def viewer() -> None:
+                if dashboard:
+                    await _dashboard(agents, stop, page)
+                    return
                 async for topic, payload, retained in watch("127.0.0.1", broker_port,
                                                             f"{config.root}/#", protocol=protocol):
                     _show(topic, payload, retained)
@@ -166,19 +181,31 @@ async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss") 
 
             async def faults() -> None:
                 if scenario:
-                    console.print(f"[dim]scenario {scenario!r} starts in 10 s[/]")
-                    await asyncio.sleep(10)
-                    await building.play(scenario)
+                    starts = t("demo.scenario", name=scenario, s=f"{10 / speed:g}")
+                    console.print(f"[dim]{starts}[/]")
+                    await asyncio.sleep(10 / speed)
+                    await building.play(scenario, speed)
 
             async with asyncio.TaskGroup() as tg:
                 view = tg.create_task(viewer())
                 tg.create_task(timer())
                 play = tg.create_task(faults())
-                await supervisor.serve(config, shutdown_trigger=stop.wait)
+                await supervisor.serve(config, shutdown_trigger=stop.wait, ready=agents.append)
                 view.cancel()
                 play.cancel()
     finally:
         await building.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    console.print("[dim]demo stopped[/]")
+    console.print(f"[dim]{t('demo.stopped')}[/]")
     return 0
+
+
+async def _dashboard(agents: list[Any], stop: asyncio.Event, page: str | None) -> None:
+    """The live building dashboard of the in-process agent (agent.display.dashboard)."""
+    from agent.display.dashboard import show_live  # noqa: PLC0415
+    from agent.display.snapshot import snapshot  # noqa: PLC0415
+
+    async def fetch() -> dict[str, Any] | None:
+        return snapshot(agents[0]) if agents else None
+
+    await show_live(fetch, stop, console=console, note=page)

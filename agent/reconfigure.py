@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.config import Config
 
-RESTART_SECTIONS = ("gateway", "mqtt", "buffer", "commands", "control", "billing")
+RESTART_SECTIONS = ("gateway", "mqtt", "buffer", "commands", "control", "billing", "local")
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,10 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                 tg.create_task(agent.publish_health(), name="health")
                 tg.create_task(agent.commands.run(), name="commands")
                 tg.create_task(control.serve(agent), name="control")
+                if config.local.listen:
+                    from agent.local import server as local  # noqa: PLC0415 - only when on
+
+                    tg.create_task(local.serve(agent), name="local")
                 tg.create_task(sdnotify.watchdog(), name="watchdog")
                 if agent.engine is not None:
                     tg.create_task(agent.tick_rules(), name="rules")

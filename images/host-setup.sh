@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(mmdebstrap qemu-user-static binfmt-support arch-test systemd-container genimage
           mtools dosfstools e2fsprogs fdisk mosquitto
-          gcc pkg-config libmodbus-dev)  # the libmodbus slave of tests/interop/modbus
+          gcc pkg-config libmodbus-dev  # the libmodbus slave of tests/interop/modbus
+          tmux chromium curl)  # tests/display (a real terminal), tests/local (page and API)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -7,6 +8,9 @@ import pytest
 
 from agent.sim.modbus_building import ModbusBuilding
 from tests.broker import Mosquitto
+
+# Tests read the English messages whatever the machine's locale; the tests of French set it.
+os.environ["BATIGATE_LANG"] = "en"
 
 
 @pytest.fixture

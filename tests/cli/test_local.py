@@ -104,7 +104,7 @@ async def test_status_read_write_go_through_the_running_agent(tmp_path: Path) ->
             assert json.loads(result.output)["via"] == "agent"
             assert building.modbus.request_count[1] > requests_before
             result = await _invoke(["read", "meter-1", "volume", "--config", str(path)])
-            assert result.exit_code == 0 and "m3" in result.output, result.output
+            assert result.exit_code == 0 and "m³" in result.output, result.output  # human units
 
             result = await _invoke(["write", "vmc", "pressure_setpoint", "125", "-y", "--json",
                                     "--config", str(path)])
