@@ -106,7 +106,7 @@ async def test_scan_mbus_primary_and_secondary(tmp_path: Path) -> None:
         assert doc["collisions"] == []
 
         result = await _invoke(["scan", "mbus", "--bus", "meters", "--no-primary", "--add",
-                                "--profile", "water-meter", "--timeout", "0.05", "--config",
+                                "--profile", "water-meter", "--timeout", "0.1", "--config",
                                 str(path)])
         assert result.exit_code == 0, result.output
         assert "secondary" in result.output
@@ -128,7 +128,7 @@ async def test_scan_mbus_meters_sharing_factory_address_0(tmp_path: Path) -> Non
                                               "port": f"socket://127.0.0.1:{port}",
                                               "baudrate": 38400}], devices=[])
         result = await _invoke(["scan", "mbus", "--bus", "meters", "--addresses", "0-4",
-                                "--add", "--timeout", "0.05", "--config", str(path)])
+                                "--add", "--timeout", "0.1", "--config", str(path)])
         assert result.exit_code == 0, result.output
         assert "collision at primary 0: 2 meters share this primary address (41000001, " \
                "41000002); they are read by secondary address" in result.output
