@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.diskguard import WearMeter, medium_fault
+from agent.durable import private_sqlite
 from agent.errors import StoreError
 from agent.ids import uuid7
 from agent.timesync import PLAUSIBLE_AFTER, TimeKeeper
@@ -146,7 +147,7 @@ class Outbox:
         self.release = release
         self.time = timekeeper
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(path)  # owner-only, with its -wal and -shm, whatever the umask
         self._db = sqlite3.connect(path, isolation_level=None)
         try:
             self._open()

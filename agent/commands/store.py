@@ -20,6 +20,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from agent.durable import private_sqlite
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -37,7 +39,7 @@ CREATE INDEX IF NOT EXISTS cmd_answers_received ON cmd_answers (received);
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection of our own to the outbox file, with the outbox's durability settings."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(path)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
