@@ -47,6 +47,19 @@ class _Client(aiomqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._puback: dict[int, Any] = {}
+        self.abandon = False  # leave without DISCONNECT, so that the broker sends the Will
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """A clean DISCONNECT tells the broker to discard the Last Will; an agent that dies of a
+        bug must not send one, or the retained state says online forever. Dropping the socket
+        is what a crash looks like to the broker, under MQTT 3.1.1 and 5 alike."""
+        if not self.abandon or self._disconnected.done():
+            await super().__aexit__(exc_type, exc, tb)
+            return
+        self._client._sock_close()  # noqa: SLF001 - paho has no public "drop the connection"
+        self._disconnected.set_result(None)
+        if self._lock.locked():
+            self._lock.release()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
@@ -97,6 +110,7 @@ class Uplink:
         self.refused = 0
         self.last_error: str | None = None
         self._client: _Client | None = None
+        self._stopping_cleanly = False  # graceful_offline ran: the DISCONNECT may be clean
         self._hist_until = 0  # seqs up to this one were held back by an outage: hist = true
 
     @property
@@ -144,20 +158,30 @@ class Uplink:
             timeout=10, max_inflight_messages=WINDOW, logger=logging.getLogger("batigate.mqtt"))
         client.pending_calls_threshold = 4 * WINDOW  # aiomqtt warns past this; WINDOW is by design
         async with client:
-            self._client = client
-            self.connections += 1
-            self._hist_until = self.outbox.last_committed_seq()
-            log.info("connected to %s:%d (session %d)", mqtt.host, mqtt.port, self.session)
-            await self._announce(client)
-            self.connected.set()
             try:
-                async with asyncio.TaskGroup() as tg:  # scoped to this one connection
-                    if self.commands is not None:
-                        await client.subscribe(f"{self.root}/cmd/req", qos=1)
-                        tg.create_task(self._serve_commands(client, tg), name="commands")
-                    tg.create_task(self._drain(client), name="drain")
-            except* aiomqtt.MqttError as lost:
-                raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
+                await self._connected_session(client)
+            except BaseException as exc:
+                # Cancelled by a failing sibling task, or a bug here: not a clean stop (a lost
+                # connection is an MqttError; graceful_offline has run before a clean stop).
+                client.abandon = not (self._stopping_cleanly or isinstance(exc, aiomqtt.MqttError))
+                raise
+
+    async def _connected_session(self, client: _Client) -> None:
+        mqtt = self.config.mqtt
+        self._client = client
+        self.connections += 1
+        self._hist_until = self.outbox.last_committed_seq()
+        log.info("connected to %s:%d (session %d)", mqtt.host, mqtt.port, self.session)
+        await self._announce(client)
+        self.connected.set()
+        try:
+            async with asyncio.TaskGroup() as tg:  # scoped to this one connection
+                if self.commands is not None:
+                    await client.subscribe(f"{self.root}/cmd/req", qos=1)
+                    tg.create_task(self._serve_commands(client, tg), name="commands")
+                tg.create_task(self._drain(client), name="drain")
+        except* aiomqtt.MqttError as lost:
+            raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
 
     async def _announce(self, client: _Client) -> None:
         online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
@@ -181,6 +205,7 @@ class Uplink:
 
     async def graceful_offline(self) -> None:
         """On a clean stop, say offline ourselves (the Will only covers crashes)."""
+        self._stopping_cleanly = True
         if self._client is None:
             return
         offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
