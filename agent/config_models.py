@@ -89,6 +89,11 @@ class ControlConfig(Strict):
     socket: Path = Field(Path("/run/batigate/control.sock"),
                          description="local Unix socket of `batigate status/read/write` "
                                      "(mode 0660, group batigate when it exists)")
+    max_clients: int = Field(16, ge=1, le=1024,
+                             description="control clients served at once; more are refused "
+                                         "(and never more than a quarter of the descriptors)")
+    idle_timeout: Duration = Field(30.0, gt=0, description="a control client silent this long "
+                                                            "is disconnected")
 
 
 class UpdateConfig(Strict):

@@ -66,6 +66,8 @@ class Agent:
         self.pollers: dict[str, DevicePoller] = self.field.pollers
         self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
+        self.control_stats = control.ControlStats()
+        self.health_failures = 0  # health reports that could not be made (e.g. no descriptor)
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
@@ -137,13 +139,21 @@ class Agent:
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
                      "refused": self.uplink.refused},
+            "control": self.control_stats.as_dict(),
+            "health_failures": self.health_failures,
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
         }
 
     async def publish_health(self) -> None:
         while True:
             await asyncio.sleep(self.config.health.interval)
-            await self.uplink.publish_direct("health", health.report(self))
+            try:
+                body = health.report(self)
+            except OSError as exc:  # EMFILE and the like: skip one report, never the agent
+                self.health_failures += 1
+                log.warning("health report skipped: %s", exc)
+                continue
+            await self.uplink.publish_direct("health", body)
 
     async def tick_rules(self) -> None:
         """Time-driven alarms (on-delays, stale data, held states): wake when the engine says the
