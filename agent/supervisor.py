@@ -71,6 +71,8 @@ class Agent:
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
+        if self.outbox.salvage is not None:  # the file was damaged: say what was kept and lost
+            self.pipeline.event({"type": "buffer.salvaged", **self.outbox.salvage.as_dict()})
 
     def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
         log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,
