@@ -50,6 +50,10 @@ class MqttConfig(Strict):
     password: SecretStr | None = None
     keepalive: Duration = 30.0
     reconnect_max: Duration = Field(60.0, description="cap of the reconnect backoff")
+    max_packet_kb: int = Field(1024, ge=64, le=65536,
+                               description="largest MQTT packet taken in (KiB): announced in "
+                                           "CONNECT (MQTT 5), enforced while reading (both); "
+                                           "above commands.max_config_bytes")
 
     @field_validator("tls", mode="before")
     @classmethod

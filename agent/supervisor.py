@@ -140,7 +140,7 @@ class Agent:
                                  "failures": p.stats.failures, "overruns": p.stats.overruns}
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
-                     "refused": self.uplink.refused},
+                     "refused": self.uplink.refused, "oversized": self.uplink.oversized},
             "control": self.control_stats.as_dict(),
             "health_failures": self.health_failures,
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),

@@ -21,7 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import senml
+from agent.commands.models import Code, Problem, answer
 from agent.config import Config
+from agent.mqtt_guard import PacketGuard
 from agent.outbox import PRIO_TELEMETRY, Message, Outbox, parse_watermark
 from agent.pacing import Pacer
 
@@ -44,10 +46,18 @@ class _Client(aiomqtt.Client):
     """aiomqtt 2.5 completes a QoS 1 publish even when the PUBACK carries a failure code; this
     keeps the code per message id so the outbox deletes only what the broker really accepted."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_packet: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._puback: dict[int, Any] = {}
         self.abandon = False  # leave without DISCONNECT, so that the broker sends the Will
+        self.guard = PacketGuard(self._client, max_packet)
+        self.oversized: dict[int, int] = {}  # mid -> real size of a message cut at the limit
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if (size := self.guard.take_oversized()) is not None:
+            message.payload = b""  # only its head was kept: never taken for a command
+            self.oversized[message.mid] = size
+        super()._on_message(client, userdata, message)
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """A clean DISCONNECT tells the broker to discard the Last Will; an agent that dies of a
@@ -111,6 +121,8 @@ class Uplink:
         self.last_error: str | None = None
         self._client: _Client | None = None
         self._stopping_cleanly = False  # graceful_offline ran: the DISCONNECT may be clean
+        self.max_packet = int(config.mqtt.max_packet_kb * 1024)
+        self.oversized = 0  # messages refused because they were over max_packet
         self._hist_until = 0  # seqs up to this one were held back by an outage: hist = true
 
     @property
@@ -150,8 +162,13 @@ class Uplink:
         mqtt = self.config.mqtt
         protocol = (aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5"
                     else aiomqtt.ProtocolVersion.V311)
+        connect_props = None
+        if mqtt.protocol == "5":  # the broker must not send us more (MQTT 5 §3.1.2.11.4)
+            connect_props = Properties(PacketTypes.CONNECT)
+            connect_props.MaximumPacketSize = self.max_packet
         client = _Client(
             mqtt.host, mqtt.port, identifier=self.config.gateway.id, protocol=protocol,
+            max_packet=self.max_packet, properties=connect_props,
             username=mqtt.username,
             password=mqtt.password.get_secret_value() if mqtt.password else None,
             will=self._will(), keepalive=int(mqtt.keepalive), tls_context=tls_context(self.config),
@@ -299,7 +316,17 @@ class Uplink:
         try:
             payload = message.payload if isinstance(message.payload, bytes) else str(
                 message.payload).encode()
-            response = await self.commands(payload)
+            size = client.oversized.pop(message.mid, None) if not payload else None
+            if size is not None:
+                self.oversized += 1
+                log.warning("command message of %d bytes refused (mqtt.max_packet_kb: %d)",
+                            size, self.max_packet // 1024)
+                response = answer(None, Problem(Code.TOO_LARGE, f"{size} bytes; MQTT messages "
+                                                f"of at most {self.max_packet} bytes are "
+                                                f"accepted (mqtt.max_packet_kb)"),
+                                  op=None, ts=self._clock())
+            else:
+                response = await self.commands(payload)
             if response is None:
                 return
             props = message.properties
