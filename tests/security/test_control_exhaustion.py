@@ -15,6 +15,7 @@ import pytest
 from agent import control
 from tests.faults.harness import (ENV, ROOT, RUN, AgentProcess, config, devices, observing,
                                   persistent_broker)
+from tests.integration.test_schemas import assert_valid
 from tests.security.procmem import open_fds
 
 CLIENTS = 1100
@@ -70,6 +71,7 @@ async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, build
         if agent.alive:
             await agent.kill()
         broker.stop()
+    assert_valid("health.json", health)
     stats = health["control"]
     # every client was served (never more than the cap at once), refused or disconnected when idle
     assert stats["clients"] <= 16 and stats["refused"] >= CLIENTS / 2, stats

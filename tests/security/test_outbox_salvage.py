@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.outbox import PRIO_TELEMETRY, Outbox
+from tests.integration.test_schemas import assert_valid
 from tests.faults.harness import AgentProcess, config, devices, observing, persistent_broker
 
 ROWS = 2000
@@ -146,6 +147,8 @@ async def test_a_real_agent_starts_on_a_truncated_outbox_and_reports_the_loss(
         if agent.alive:
             await agent.kill()
         broker.stop()
+    assert_valid("evt.json", event)
+    assert_valid("health.json", [m.body for m in observer.messages if m.topic.endswith("/health")][-1])
     assert event["salvaged"] > 0 and event["lost"] > 0 and event["lost_ranges"]
     assert Path(event["moved_to"]).exists()
     delivered = {m.body["seq"] for m in observer.messages if m.topic.endswith("/dev/a/tm")}

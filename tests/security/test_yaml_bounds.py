@@ -84,3 +84,14 @@ def test_first_boot_rejects_a_bomb_and_a_deep_file_with_errors_file_and_rename(
         assert not (layout.drop / "gateway.yaml").exists()
         assert firstboot.main(["--drop", str(layout.drop), "--config-dir",
                                str(layout.config_dir)]) == 0  # nothing dropped any more
+
+
+def test_a_list_where_a_bus_id_belongs_is_an_error_not_a_crash() -> None:
+    """Found by `make fuzz`: `bus: [..]` raised TypeError (unhashable) out of config.parse."""
+    text = ("gateway: {id: gw-1, site: s-1}\nmqtt: {host: h, tls: false}\n"
+            "buses: [{id: lan, driver: modbus-tcp, host: h, port: 502}]\n"
+            "devices:\n- id: vmc-a\n  bus:\n  - lan\n")
+    with pytest.raises(ConfigError) as caught:
+        config_mod.parse(text, "f.yaml")
+    assert any(p.startswith("f.yaml:6: devices[0].bus: unknown bus") for p in
+               caught.value.problems), caught.value.problems
