@@ -49,5 +49,7 @@ async def test_a_crash_leaves_the_retained_state_offline(tmp_path: Path, buildin
                 m.topic.endswith("/state") and m.body.get("online") is False for m in ms), 15)
             state = await retained_state(broker.port)
     finally:
+        if agent.alive:
+            await agent.kill()
         broker.stop()
     assert state["online"] is False

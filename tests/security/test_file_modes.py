@@ -36,6 +36,8 @@ async def test_outbox_wal_and_shm_are_0600_under_umask_022(tmp_path: Path, build
             await agent.stop()
     finally:
         os.umask(previous)
+        if agent.alive:
+            await agent.kill()
         broker.stop()
     assert {"outbox.db", "outbox.db-wal", "outbox.db-shm"} <= set(files), files
     assert all(m == 0o600 for m in files.values()), {k: oct(v) for k, v in files.items()}
