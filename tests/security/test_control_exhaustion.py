@@ -36,6 +36,18 @@ def connect_idle(path: Path, count: int) -> list[socket.socket]:
     return out
 
 
+def send_oversized_line(path: Path) -> bool:
+    """True when the agent closes a connection that sends more than MAX_LINE without a newline."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        try:
+            sock.sendall(b"x" * (control.MAX_LINE + 4096))
+            return sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+
 @pytest.mark.timeout(120)
 async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, building: tuple
                                                            ) -> None:
@@ -63,6 +75,9 @@ async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, build
             # the idle ones are disconnected after idle_timeout: status answers again
             await asyncio.sleep(3.5)
             answer = await control.request(sock_path, "status", timeout=10)
+            # one request line over the limit: that client is dropped, the next is served
+            dropped = await asyncio.to_thread(send_oversized_line, sock_path)
+            again = await control.request(sock_path, "status", timeout=10)
             assert agent.alive
             assert await agent.stop() == 0
     finally:
@@ -78,6 +93,7 @@ async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, build
     assert stats["refused"] + stats["idle_closed"] + stats["clients"] >= CLIENTS, stats
     assert peak_fds < FD_LIMIT / 2, peak_fds
     assert answer["status"] == "succeeded", answer
+    assert dropped and again["status"] == "succeeded"
     log_text = agent.log.read_text()
     assert "Too many open files" not in log_text
 
