@@ -10,10 +10,13 @@ seam paho offers) and, once a PUBLISH is known to be over the limit:
 - keeps its head (topic, packet id, MQTT 5 properties such as the response topic) up to the
   limit and drops the rest as it streams in, in bounded chunks: memory stays at the limit;
 - lets paho finish the packet as a normal PUBLISH (so QoS 1 is acknowledged and the broker does
-  not send it again), and marks it: `take_oversized()` returns its real size exactly once, for
-  the message callback that follows, which blanks its payload and answers 413.
+  not send it again), with its payload blanked before any callback sees it (paho's
+  `_handle_on_message`, which feeds both the topic callbacks and aiomqtt), and records its real
+  size in `cut` by message id, so that the command path can answer 413.
 
-Any other packet type over the limit (no broker sends those) ends the connection.
+Any other packet type over the limit (no broker sends those) ends the connection. The agent
+subscribes with QoS 1 at most, so no QoS 2 message (which paho dispatches only at PUBREL) reaches
+it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 PUBLISH = 0x30
 CHUNK = 65536  # bytes read per call while dropping an oversized payload
+MAX_CUT_KEPT = 64
 
 
 class PacketGuard:
@@ -30,18 +34,28 @@ class PacketGuard:
         self.limit = limit
         self.refused = 0  # oversized packets seen
         self.dropped_bytes = 0
-        self._recv = paho_client._sock_recv  # noqa: SLF001 - the seam (see the module doc)
-        self._oversized: int | None = None
+        self.cut: dict[int, int] = {}  # message id -> real size of a message cut at the limit
+        self._oversized: int | None = None  # the packet being read was cut: its real size
+        # The seams (see the module doc): paho's socket read and its message dispatch.
+        self._recv = paho_client._sock_recv  # noqa: SLF001
+        self._dispatch = paho_client._handle_on_message  # noqa: SLF001
         paho_client._sock_recv = self.recv  # noqa: SLF001
+        paho_client._handle_on_message = self.dispatch  # noqa: SLF001
 
-    def take_oversized(self) -> int | None:
-        """The real size of the packet just completed, if it was over the limit (once)."""
-        size, self._oversized = self._oversized, None
-        return size
+    def dispatch(self, message: Any) -> None:
+        if self._oversized is not None:
+            message.payload = b""  # only its head was kept: never taken for anything
+            self.cut[message.mid] = self._oversized
+            self._oversized = None
+            while len(self.cut) > MAX_CUT_KEPT:  # cut messages nobody asked about (not commands)
+                self.cut.pop(next(iter(self.cut)))
+        self._dispatch(message)
 
     def recv(self, bufsize: int) -> bytes:
         packet = self.paho._in_packet  # noqa: SLF001
         total = packet["remaining_length"]
+        if packet["command"] == 0:  # a new packet begins: the last one was handled
+            self._oversized = None
         if not packet["have_remaining"] or total <= self.limit:
             return self._recv(bufsize)
         if packet["command"] & 0xF0 != PUBLISH:

@@ -50,14 +50,7 @@ class _Client(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self._puback: dict[int, Any] = {}
         self.abandon = False  # leave without DISCONNECT, so that the broker sends the Will
-        self.guard = PacketGuard(self._client, max_packet)
-        self.oversized: dict[int, int] = {}  # mid -> real size of a message cut at the limit
-
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        if (size := self.guard.take_oversized()) is not None:
-            message.payload = b""  # only its head was kept: never taken for a command
-            self.oversized[message.mid] = size
-        super()._on_message(client, userdata, message)
+        self.guard = PacketGuard(self._client, max_packet)  # mqtt_guard.py
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """A clean DISCONNECT tells the broker to discard the Last Will; an agent that dies of a
@@ -316,7 +309,7 @@ class Uplink:
         try:
             payload = message.payload if isinstance(message.payload, bytes) else str(
                 message.payload).encode()
-            size = client.oversized.pop(message.mid, None) if not payload else None
+            size = client.guard.cut.pop(message.mid, None) if not payload else None
             if size is not None:
                 self.oversized += 1
                 log.warning("command message of %d bytes refused (mqtt.max_packet_kb: %d)",
