@@ -128,7 +128,8 @@ async def test_a_real_agent_starts_on_a_truncated_outbox_and_reports_the_loss(
     broker = persistent_broker(tmp_path / "broker")
     broker.start()
     config_path = config(tmp_path, broker, modbus_port, devices=devices("500ms", (1,)),
-                         health={"interval": "500ms"})
+                         health={"interval": "500ms"},
+                         buffer={"backlog_rate": 0})  # unpaced: the test need not wait
     agent = AgentProcess(config_path, tmp_path / "agent.log")
     try:
         async with observing(broker.port) as observer:
