@@ -199,7 +199,7 @@ def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig], problems: _
     seen: set[str] = set()
     for index, item in enumerate(raw):
         bus_id = item.get("bus")
-        if bus_id not in buses:
+        if not isinstance(bus_id, str) or bus_id not in buses:  # a list is no key (fuzz)
             known = ", ".join(sorted(buses)) or "none is declared"
             problems.add(("devices", index, "bus"),
                          f"unknown bus {bus_id!r}; declared buses: {known}")

@@ -66,6 +66,10 @@ class MqttConfig(Strict):
     password: SecretStr | None = None
     keepalive: Duration = 30.0
     reconnect_max: Duration = Field(60.0, description="cap of the reconnect backoff")
+    max_packet_kb: int = Field(1024, ge=64, le=65536,
+                               description="largest MQTT packet taken in (KiB): announced in "
+                                           "CONNECT (MQTT 5), enforced while reading (both); "
+                                           "above commands.max_config_bytes")
     profiles: list[Literal["native", "homeassistant", "thingsboard"]] = Field(
         ["native"], description="wire profiles fed from the one outbox (agent/wire/); native is "
         "always published, the reference")
@@ -119,6 +123,11 @@ class ControlConfig(Strict):
     socket: Path = Field(Path("/run/batigate/control.sock"),
                          description="local Unix socket of `batigate status/read/write` "
                                      "(mode 0660, group batigate when it exists)")
+    max_clients: int = Field(16, ge=1, le=1024,
+                             description="control clients served at once; more are refused "
+                                         "(and never more than a quarter of the descriptors)")
+    idle_timeout: Duration = Field(30.0, gt=0, description="a control client silent this long "
+                                                            "is disconnected")
 
 
 class UpdateConfig(Strict):

@@ -14,21 +14,30 @@ trusted like a signed command: being root or in the group on the gateway is the 
 
 Protocol: one JSON object per line, `{"op": ..., "args": {...}}`, one JSON answer per line (the
 same answer document as `cmd/res`).
+
+Bounds (a local user must not exhaust the agent): a line is at most MAX_LINE bytes, a client
+silent for `control.idle_timeout` is disconnected, and at most `control.max_clients` are served
+at once (never more than a quarter of the process's descriptor limit): one more is answered
+503 and disconnected at once, so idle clients can never fill the descriptor table. Each refusal is
+counted in `health.control`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import grp
 import json
 import logging
 import os
 import pwd
+import resource
 import socket
 import stat
 import struct
 import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,26 @@ SOCKET_MODE = 0o660
 MAX_LINE = 262_144  # a config.apply carries a whole file
 STATUS_OP, DEVICE_READ_OP = "status", "device.read"
 SNAPSHOT_OP = "snapshot"  # status + last values + bus counters: `batigate status --watch`
+
+
+@dataclass
+class ControlStats:
+    """What the control socket refused, for `health.control`."""
+
+    clients: int = 0  # connected now
+    refused: int = 0  # over the connection cap
+    idle_closed: int = 0  # silent past the idle timeout
+    oversized: int = 0  # a line over MAX_LINE
+    no_descriptor: int = 0  # accept failed: the descriptor table is full (EMFILE)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def client_cap(configured: int) -> int:
+    """The configured cap, never more than a quarter of the descriptors this process may open."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1, min(configured, soft // 4)) if soft != resource.RLIM_INFINITY else configured
 
 
 class NotRunning(Exception):
@@ -61,21 +90,22 @@ async def serve(agent: Any) -> None:
     async with asyncio.TaskGroup() as tg:
         tg.create_task(watch.expiry(agent), name="cert-watch")
         try:
-            server = await start(agent, path)
+            listener = await start(agent, path)
         except (OSError, ControlError) as exc:
             # The agent's real job (data to the broker) does not depend on the local socket.
             log.error("control socket %s not available: %s; `batigate status/read/write` "
                       "will not reach this agent", path, exc)
             return
         try:
-            async with server:
-                await server.serve_forever()
+            await _accept(agent, listener, tg)
         finally:
+            listener.close()
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
 
-async def start(agent: Any, path: Path) -> asyncio.Server:
+async def start(agent: Any, path: Path) -> socket.socket:
+    """Bind the control socket (mode 0660 at most) and return the listening socket."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(os.lstat(path).st_mode):  # never remove a file we did not make
@@ -93,11 +123,63 @@ async def start(agent: Any, path: Path) -> asyncio.Server:
     with contextlib.suppress(KeyError):
         os.chown(path, -1, grp.getgrnam(GROUP).gr_gid)
     sock.listen(8)
+    sock.setblocking(False)
+    return sock
 
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+REFUSAL = b'{"status": "rejected", "code": 503, "error": "too many control clients"}\n'
+_NO_DESCRIPTOR = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+NO_DESCRIPTOR_PAUSE = 1.0  # after EMFILE, accept again this much later (or when a client leaves)
+
+
+async def _accept(agent: Any, listener: socket.socket, tg: asyncio.TaskGroup) -> None:
+    """Our own accept loop, one connection at a time, so that a client over the cap is closed
+    before the next is accepted (asyncio's server accepts a batch first), and a full descriptor
+    table pauses accepting instead of failing anything."""
+    loop = asyncio.get_running_loop()
+    stats: ControlStats = agent.control_stats
+    cap = client_cap(agent.config.control.max_clients)
+    left = asyncio.Event()  # a client went away: a descriptor may be free again
+    while True:
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        except OSError as exc:
+            if exc.errno not in _NO_DESCRIPTOR:
+                raise
+            stats.no_descriptor += 1
+            if stats.no_descriptor in (1, 10, 100) or stats.no_descriptor % 1000 == 0:
+                log.warning("control socket: no descriptor to accept a client (%s); %d times so "
+                            "far", exc.strerror, stats.no_descriptor)
+            left.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(NO_DESCRIPTOR_PAUSE):
+                    await left.wait()
+            continue
+        if stats.clients >= cap:
+            stats.refused += 1
+            if stats.refused in (1, 10, 100) or stats.refused % 1000 == 0:
+                log.warning("control socket: %d clients already; refused %d so far", cap,
+                            stats.refused)
+            with contextlib.suppress(OSError):
+                conn.send(REFUSAL)  # non-blocking: the socket buffer takes it or nothing
+            conn.close()
+            continue
+        stats.clients += 1
+        tg.create_task(_client(agent, conn, stats, left), name="control-client")
+
+
+async def _client(agent: Any, conn: socket.socket, stats: ControlStats,
+                  left: asyncio.Event) -> None:
+    try:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_LINE)
+        except OSError:
+            conn.close()
+            return
         await _serve_client(agent, reader, writer)
-
-    return await asyncio.start_unix_server(connection, sock=sock, limit=MAX_LINE)
+    finally:
+        stats.clients -= 1
+        left.set()
 
 
 async def _answers(path: Path) -> bool:
@@ -126,13 +208,28 @@ def peer(writer: asyncio.StreamWriter) -> str:
 async def _serve_client(agent: Any, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
     by = peer(writer)
+    stats: ControlStats = agent.control_stats
+    idle = agent.config.control.idle_timeout
     try:
-        while line := await reader.readline():
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    line = await reader.readline()
+            except TimeoutError:
+                stats.idle_closed += 1
+                log.info("control client %s silent for %gs: disconnected", by, idle)
+                break
+            if not line:
+                break
             answer = await handle_line(agent, line, by)
             writer.write(json.dumps(answer, default=str).encode() + b"\n")
-            await writer.drain()
-    except (ConnectionError, ValueError) as exc:  # ValueError: a line over MAX_LINE
+            async with asyncio.timeout(idle):  # a client that does not read its answers
+                await writer.drain()
+    except ValueError as exc:  # a line over MAX_LINE
+        stats.oversized += 1
         log.info("control client %s dropped: %s", by, exc)
+    except (ConnectionError, TimeoutError) as exc:
+        log.info("control client %s dropped: %s", by, exc or "not reading its answers")
     finally:
         writer.close()
 

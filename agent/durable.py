@@ -52,3 +52,27 @@ def read_note(path: Path) -> dict[str, Any] | None:
         path.unlink(missing_ok=True)
         return None
     return body
+
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def private_sqlite(path: Path) -> None:
+    """Make `path` (an SQLite database) owner-only whatever the umask, before SQLite opens it.
+
+    SQLite creates the -wal and -shm files with the mode of the database file, so creating the
+    database 0600 first covers all three; sidecars left 0644 by an earlier version are tightened.
+    A new parent directory is created 0700 (an existing one is left alone: it may be shared)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)  # the umask cannot widen it, an old file is tightened
+    finally:
+        os.close(fd)
+    for suffix in SQLITE_SIDECARS:
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, PRIVATE_FILE)

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agent import salvage as salvage_mod
 from agent.diskguard import WearMeter, medium_fault
+from agent.durable import private_sqlite
 from agent.errors import StoreError
 from agent.ids import uuid7
 from agent.timesync import PLAUSIBLE_AFTER, TimeKeeper
@@ -71,6 +73,7 @@ CREATE INDEX IF NOT EXISTS outbox_order ON outbox (prio, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = "seq, prio, topic, retain, mid, sess, ts, body, mono, hold"
+_ALL_COLUMNS = (*_COLUMNS.split(", "), "sent_at")
 _ADDED = {"mono": "REAL", "hold": "INTEGER NOT NULL DEFAULT 0", "sent_at": "REAL"}
 
 Row = tuple[int, int, str, int, str, int, float, bytes, float | None, int]
@@ -113,6 +116,19 @@ def _message(row: Sequence[Any]) -> Message:
     return Message(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7])
 
 
+def _decodes(row: Sequence[Any]) -> bool:
+    """A stored row the uplink can publish: the right types and a JSON object as body."""
+    seq, prio, topic, retain, mid, sess, ts, body = row[:8]
+    if not (isinstance(seq, int) and isinstance(prio, int) and isinstance(topic, str)
+            and isinstance(retain, int) and isinstance(mid, str) and isinstance(sess, int)
+            and isinstance(ts, int | float) and isinstance(body, bytes)):
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:  # UnicodeDecodeError is one too
+        return False
+
+
 def _readings(prio: int, body: dict[str, Any]) -> int:
     records = body.get("e") if prio == PRIO_TELEMETRY else None
     return len(records) if isinstance(records, list) else 0
@@ -147,7 +163,12 @@ class Outbox:
         self.release = release
         self.time = timekeeper
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A file the card rotted is set aside and what it still holds carried over (salvage.py).
+        damage = salvage_mod.check(path)
+        self.salvage = (salvage_mod.salvage(path, damage, _SCHEMA, _ALL_COLUMNS)
+                        if damage is not None else None)
+        self.quarantined = 0  # rows that could not be decoded: set aside, never published
+        private_sqlite(path)  # owner-only, with its -wal and -shm, whatever the umask
         self._db = sqlite3.connect(path, isolation_level=None)
         try:
             self._open()
@@ -603,7 +624,7 @@ class Outbox:
                     raise StoreError(f"outbox read failed: {exc}") from exc
                 self._enter_fault(reason)
                 rows = []
-            lane = [_message(r) for r in rows]
+            lane = [_message(r) for r in self._decodable(rows)]
             if self.fault is not None and index != 3:  # memory rows are never backlog
                 lane += [_message(r) for r in self._pending.values()
                          if r[1] == prio and not r[9] and r[0] not in self._sent
@@ -612,6 +633,36 @@ class Outbox:
         if not out and not self.throttled:
             self.committed.clear()  # set again by the next commit
         return out[:limit]
+
+    def _decodable(self, rows: list[Any]) -> list[Any]:
+        """The rows that decode; the others (a rotted page, two flipped bytes) are moved to the
+        quarantine table, counted and reported as lost, never offered again."""
+        # A body stored as TEXT (a hand-made or older file) is the same JSON: take it as bytes.
+        rows = [(*r[:7], r[7].encode(), *r[8:]) if isinstance(r[7], str) else r for r in rows]
+        bad = [row for row in rows if not _decodes(row)]
+        if not bad:
+            return rows
+        seqs = [row[0] for row in bad if isinstance(row[0], int)]
+        log.error("outbox: %d row(s) that cannot be decoded set aside: seq %s", len(bad), seqs)
+        try:
+            with self._transaction():
+                self._db.execute("CREATE TABLE IF NOT EXISTS quarantine AS SELECT * FROM outbox "
+                                 "WHERE 0")
+                self._db.executemany("INSERT INTO quarantine SELECT * FROM outbox WHERE seq = ?",
+                                     [(s,) for s in seqs])
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        except sqlite3.Error as exc:
+            reason = medium_fault(exc)
+            if reason is None:
+                raise StoreError(f"outbox: cannot set rows aside: {exc}") from exc
+            self._enter_fault(reason)
+        # Skipped from now on even if the disk refused the move: never retried forever.
+        self._db.executemany("INSERT OR IGNORE INTO temp.skip VALUES (?)", [(s,) for s in seqs])
+        self.quarantined += len(bad)
+        self._rows = max(0, self._rows - len(bad))
+        if seqs:
+            self._report_loss(seqs, "quarantined")
+        return [row for row in rows if _decodes(row)]
 
     def ack(self, messages: Sequence[Message]) -> None:
         """The broker has these: never publish them again; the rows go with the next commit.
@@ -743,6 +794,8 @@ class Outbox:
             "checkpoints": self.checkpoints,
             "write_bytes": self.wear.written(),
             "write_bytes_per_1000_readings": self.wear.per_1000(),
+            "quarantined": self.quarantined,
+            "salvage": self.salvage.as_dict() if self.salvage is not None else None,
         }
 
     def close(self) -> None:

@@ -73,10 +73,14 @@ class Agent:
         self.pollers: dict[str, DevicePoller | DeviceWatcher] = self.field.pollers
         self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
+        self.control_stats = control.ControlStats()
+        self.health_failures = 0  # health reports that could not be made (e.g. no descriptor)
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
         self.uplink.wire = Wire(self)  # mqtt.profiles besides native
+        if self.outbox.salvage is not None:  # the file was damaged: say what was kept and lost
+            self.pipeline.event({"type": "buffer.salvaged", **self.outbox.salvage.as_dict()})
 
     def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
         log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,
@@ -147,9 +151,12 @@ class Agent:
                                  "failures": p.stats.failures, "overruns": p.stats.overruns}
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
-                     "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused},
+                     "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused,
+                     "oversized": self.uplink.oversized},
             "billing": {"meters": len(self.billing.meters), "indexes": self.billing.indexes_made,
                         "unsynced_skipped": self.billing.unsynced_skipped},
+            "control": self.control_stats.as_dict(),
+            "health_failures": self.health_failures,
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
             "command_auth": self.commands.auth,
         }
@@ -157,7 +164,13 @@ class Agent:
     async def publish_health(self) -> None:
         while True:
             await asyncio.sleep(self.config.health.interval)
-            await self.uplink.publish_direct("health", health.report(self))
+            try:
+                body = health.report(self)
+            except OSError as exc:  # EMFILE and the like: skip one report, never the agent
+                self.health_failures += 1
+                log.warning("health report skipped: %s", exc)
+                continue
+            await self.uplink.publish_direct("health", body)
 
     async def tick_rules(self) -> None:
         """Time-driven alarms (on-delays, stale data, held states): wake when the engine says the

@@ -21,7 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import senml, signing
+from agent.commands.models import Code, Problem, answer
 from agent.config import Config
+from agent.mqtt_guard import PacketGuard
 from agent.outbox import PRIO_TELEMETRY, Message, Outbox
 from agent.pacing import Pacer
 from agent.watermark import WatermarkGate
@@ -45,9 +47,23 @@ class _Client(aiomqtt.Client):
     """aiomqtt 2.5 completes a QoS 1 publish even when the PUBACK carries a failure code; this
     keeps the code per message id so the outbox deletes only what the broker really accepted."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_packet: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._puback: dict[int, Any] = {}
+        self.abandon = False  # leave without DISCONNECT, so that the broker sends the Will
+        self.guard = PacketGuard(self._client, max_packet)  # mqtt_guard.py
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """A clean DISCONNECT tells the broker to discard the Last Will; an agent that dies of a
+        bug must not send one, or the retained state says online forever. Dropping the socket
+        is what a crash looks like to the broker, under MQTT 3.1.1 and 5 alike."""
+        if not self.abandon or self._disconnected.done():
+            await super().__aexit__(exc_type, exc, tb)
+            return
+        self._client._sock_close()  # noqa: SLF001 - paho has no public "drop the connection"
+        self._disconnected.set_result(None)
+        if self._lock.locked():
+            self._lock.release()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
@@ -100,6 +116,9 @@ class Uplink:
         self.refused = 0
         self.last_error: str | None = None
         self._client: _Client | None = None
+        self._stopping_cleanly = False  # graceful_offline ran: the DISCONNECT may be clean
+        self.max_packet = int(config.mqtt.max_packet_kb * 1024)
+        self.oversized = 0  # messages refused because they were over max_packet
         self._hist_until = 0  # seqs up to this one were held back by an outage: hist = true
         key = config.commands.public_key
         self.acks = WatermarkGate(config.gateway.id, signing.load_public_key(key) if key else None,
@@ -160,29 +179,44 @@ class Uplink:
         mqtt = self.config.mqtt
         protocol = (aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5"
                     else aiomqtt.ProtocolVersion.V311)
+        connect_props = None
+        if mqtt.protocol == "5":  # the broker must not send us more (MQTT 5 §3.1.2.11.4)
+            connect_props = Properties(PacketTypes.CONNECT)
+            connect_props.MaximumPacketSize = self.max_packet
         client = _Client(
             mqtt.host, mqtt.port, identifier=self.config.gateway.id, protocol=protocol,
+            max_packet=self.max_packet, properties=connect_props,
             username=mqtt.username,
             password=mqtt.password.get_secret_value() if mqtt.password else None,
             will=self._will(), keepalive=int(mqtt.keepalive), tls_context=tls_context(self.config),
             timeout=10, max_inflight_messages=WINDOW, logger=logging.getLogger("batigate.mqtt"))
         client.pending_calls_threshold = 4 * WINDOW  # aiomqtt warns past this; WINDOW is by design
         async with client:
-            self._client = client
-            self.connections += 1
-            self._hist_until = self.outbox.last_committed_seq()
-            log.info("connected to %s:%d (session %d)", mqtt.host, mqtt.port, self.session)
-            await self._announce(client)
-            self.connected.set()
             try:
-                async with asyncio.TaskGroup() as tg:  # scoped to this one connection
-                    if self.commands is not None:
-                        await client.subscribe(f"{self.root}/cmd/req", qos=1)
-                        tg.create_task(self._serve_commands(client, tg), name="commands")
-                    await self._wire_subscribe(client, tg)
-                    tg.create_task(self._drain(client), name="drain")
-            except* aiomqtt.MqttError as lost:
-                raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
+                await self._connected_session(client)
+            except BaseException as exc:
+                # Cancelled by a failing sibling task, or a bug here: not a clean stop (a lost
+                # connection is an MqttError; graceful_offline has run before a clean stop).
+                client.abandon = not (self._stopping_cleanly or isinstance(exc, aiomqtt.MqttError))
+                raise
+
+    async def _connected_session(self, client: _Client) -> None:
+        mqtt = self.config.mqtt
+        self._client = client
+        self.connections += 1
+        self._hist_until = self.outbox.last_committed_seq()
+        log.info("connected to %s:%d (session %d)", mqtt.host, mqtt.port, self.session)
+        await self._announce(client)
+        self.connected.set()
+        try:
+            async with asyncio.TaskGroup() as tg:  # scoped to this one connection
+                if self.commands is not None:
+                    await client.subscribe(f"{self.root}/cmd/req", qos=1)
+                    tg.create_task(self._serve_commands(client, tg), name="commands")
+                await self._wire_subscribe(client, tg)
+                tg.create_task(self._drain(client), name="drain")
+        except* aiomqtt.MqttError as lost:
+            raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
 
     async def _announce(self, client: _Client) -> None:
         online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
@@ -210,6 +244,7 @@ class Uplink:
 
     async def graceful_offline(self) -> None:
         """On a clean stop, say offline ourselves (the Will only covers crashes)."""
+        self._stopping_cleanly = True
         if self._client is None:
             return
         offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
@@ -329,7 +364,17 @@ class Uplink:
         try:
             payload = message.payload if isinstance(message.payload, bytes) else str(
                 message.payload).encode()
-            response = await self.commands(payload)
+            size = client.guard.cut.pop(message.mid, None) if not payload else None
+            if size is not None:
+                self.oversized += 1
+                log.warning("command message of %d bytes refused (mqtt.max_packet_kb: %d)",
+                            size, self.max_packet // 1024)
+                response = answer(None, Problem(Code.TOO_LARGE, f"{size} bytes; MQTT messages "
+                                                f"of at most {self.max_packet} bytes are "
+                                                f"accepted (mqtt.max_packet_kb)"),
+                                  op=None, ts=self._clock())
+            else:
+                response = await self.commands(payload)
             if response is None:
                 return
             props = message.properties

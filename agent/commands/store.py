@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.durable import private_sqlite
+
 log = logging.getLogger(__name__)
 
 MAX_PROTECTED = 100_000  # ~100 signed commands an hour for a max_ttl of 30 days: far beyond use
@@ -64,7 +66,7 @@ class Entry:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection of our own to the outbox file, with the outbox's durability settings."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(path)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")

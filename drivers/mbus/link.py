@@ -32,6 +32,10 @@ from drivers.mbus.config import MBusBusConfig
 log = logging.getLogger(__name__)
 
 MAX_FRAME = frames.MAX_LONG_DATA + 3 + 6  # 68 L L 68 C A CI data(252) CS 16
+# What the link holds of unread input: a converter that pours bytes between two polls (a broken
+# meter, a loop on the line) must not fill the memory. Only the newest bytes can be an answer, so
+# the oldest go first; what is dropped is counted with the stale bytes.
+MAX_HELD = 8 * MAX_FRAME
 CONNECT_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
@@ -59,15 +63,20 @@ class Transport(Protocol):
 
 
 class _Inbox(asyncio.Protocol):
-    """Collects received bytes; the exchange takes them all at once."""
+    """Collects received bytes, the newest MAX_HELD at most; the exchange takes them at once."""
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.arrived = asyncio.Event()
         self.lost = False
+        self.dropped = 0  # bytes thrown away because nobody read them in time
 
     def data_received(self, data: bytes) -> None:
-        self.data += data
+        self.data += data[-MAX_HELD:]
+        self.dropped += len(data) - min(len(data), MAX_HELD)
+        if (excess := len(self.data) - MAX_HELD) > 0:
+            del self.data[:excess]
+            self.dropped += excess
         self.arrived.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -115,8 +124,9 @@ class StreamTransport:
         return chunk
 
     async def discard(self) -> int:
-        count = len(self._inbox.data)
+        count = len(self._inbox.data) + self._inbox.dropped
         self._inbox.data.clear()
+        self._inbox.dropped = 0
         return count
 
     async def close(self) -> None:
@@ -187,8 +197,9 @@ class SerialTransport:
         if not first:
             return b""
         out = bytearray(first)
-        while waiting := port.in_waiting:
-            out += port.read(waiting)
+        # Bounded: a line that never stops sending must not keep this thread reading forever.
+        while (waiting := port.in_waiting) and len(out) < MAX_HELD:
+            out += port.read(min(waiting, MAX_HELD - len(out)))
         return bytes(out)
 
     async def discard(self) -> int:
@@ -300,6 +311,9 @@ class MBusLink:
                 frame = found.frame
                 if frame is not None and settle <= 0:
                     break
+            if len(buf) > MAX_HELD:  # only after a frame (settle): the rest is junk anyway
+                junk += len(buf) - MAX_HELD
+                del buf[:len(buf) - MAX_HELD]
             if frame is not None:
                 settled = settled if settled is not None else now + settle
                 deadline = settled

@@ -33,6 +33,9 @@ def decode_bit(point: ModbusPointConfig, bit: bool) -> bool:
 
 def decode(point: ModbusPointConfig, words: Sequence[int]) -> Value:
     """Turn the `point.span` registers read for `point` into its engineering value."""
+    need = 1 if point.type == "bool" else point.span
+    if len(words) < need:  # a short answer must be a refusal, never an IndexError
+        raise DecodeError(f"{point.name}: {len(words)} register(s) for {need}")
     raw = words[0] if point.type == "bool" else _unpack(point, words)
     if raw == point.not_available:
         raise DecodeError(f"not available (the device sent {raw})")
@@ -92,5 +95,7 @@ def _scaled(point: ModbusPointConfig, raw: int | float) -> int | float:
     if point.scale == 1 and point.offset == 0:
         return raw  # keep counters and states as exact integers
     value = raw * point.scale + point.offset
+    if not math.isfinite(value):  # an extreme scale: JSON has no infinity, SenML neither
+        raise DecodeError(f"{point.name}: {raw} scaled by {point.scale} is out of range")
     # 1123 * 0.1 is 112.30000000000001 in binary floating point; the register had 4 digits.
     return round(value, 9)
