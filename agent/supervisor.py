@@ -152,6 +152,7 @@ class Agent:
                         "unsynced_skipped": self.billing.unsynced_skipped},
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
             "command_auth": self.commands.auth,
+            **({"rules": {"disabled": self.engine.disabled()}} if self.engine is not None else {}),
         }
 
     async def publish_health(self) -> None:
