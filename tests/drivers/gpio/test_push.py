@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from agent import config as config_mod
 from drivers.gpio import driver as gpio_driver
 from drivers.gpio.chip import FakeChip
 from tests.broker import Mosquitto
-from tests.integration.helpers import running_agent
+from tests.integration.helpers import running_agent, write_config
 from tests.observer import observing
 
 ROOT = "bgw/v1/site-a/gw-test"
@@ -22,20 +21,12 @@ LINE = 17
 
 
 def config_file(tmp_path: Path, broker_port: int) -> Path:
-    doc = {
-        "gateway": {"id": "gw-test", "site": "site-a"},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "reconnect_max": "1s"},
-        "buffer": {"path": str(tmp_path / "outbox.db"), "commit_interval": "200ms"},
-        "control": {"socket": str(tmp_path / "control.sock")},
-        "buses": [{"id": "gpio0", "driver": "gpio"}],
-        "devices": [{"id": "sump", "bus": "gpio0", "poll": "60s",
-                     "points": [{"name": "high_water", "line": LINE, "debounce": "50ms"}]}],
-        "rules": [{"id": "sump-high", "type": "threshold", "point": "sump/high_water",
-                   "above": 0.5, "severity": "critical"}],
-    }
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_config(
+        tmp_path, broker_port=broker_port, buses=[{"id": "gpio0", "driver": "gpio"}],
+        devices=[{"id": "sump", "bus": "gpio0", "poll": "60s",
+                  "points": [{"name": "high_water", "line": LINE, "debounce": "50ms"}]}],
+        rules=[{"id": "sump-high", "type": "threshold", "point": "sump/high_water",
+                "above": 0.5, "severity": "critical"}])
 
 
 async def test_an_edge_raises_its_alarm_within_a_second_with_a_60s_poll(
