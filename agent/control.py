@@ -43,6 +43,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.context import AgentContext
+
 log = logging.getLogger(__name__)
 
 GROUP = "batigate"
@@ -82,7 +84,7 @@ class ControlError(Exception):
 
 # -- server ---------------------------------------------------------------------------------------
 
-async def serve(agent: Any) -> None:
+async def serve(agent: AgentContext) -> None:
     """Supervisor task: the control socket, and the certificate expiry watch beside it."""
     from provisioning import watch  # noqa: PLC0415 - cryptography only when the agent runs
 
@@ -104,7 +106,7 @@ async def serve(agent: Any) -> None:
                 path.unlink()
 
 
-async def start(agent: Any, path: Path) -> socket.socket:
+async def start(agent: AgentContext, path: Path) -> socket.socket:
     """Bind the control socket (mode 0660 at most) and return the listening socket."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
@@ -205,7 +207,7 @@ def peer(writer: asyncio.StreamWriter) -> str:
     return f"local:uid={uid}({name})"
 
 
-async def _serve_client(agent: Any, reader: asyncio.StreamReader,
+async def _serve_client(agent: AgentContext, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
     by = peer(writer)
     stats: ControlStats = agent.control_stats
@@ -234,7 +236,7 @@ async def _serve_client(agent: Any, reader: asyncio.StreamReader,
         writer.close()
 
 
-async def handle_line(agent: Any, line: bytes, by: str) -> dict[str, Any]:
+async def handle_line(agent: AgentContext, line: bytes, by: str) -> dict[str, Any]:
     from agent.commands.models import Code, Problem, answer  # noqa: PLC0415
 
     now = agent.clock.time()
@@ -272,7 +274,7 @@ def _ok(result: Any) -> Any:
     return ok(result)
 
 
-async def dispatch(agent: Any, op: str, args: dict[str, Any], by: str) -> dict[str, Any]:
+async def dispatch(agent: AgentContext, op: str, args: dict[str, Any], by: str) -> dict[str, Any]:
     """Run a command operation for a local caller: the handler's operations, argument models,
     answers and audit trail, without the signature (the socket's permissions stand for it)."""
     from agent.commands.models import Code, Problem, answer, describe  # noqa: PLC0415
@@ -303,7 +305,7 @@ async def dispatch(agent: Any, op: str, args: dict[str, Any], by: str) -> dict[s
 
 # -- local ops ------------------------------------------------------------------------------------
 
-def status(agent: Any) -> dict[str, Any]:
+def status(agent: AgentContext) -> dict[str, Any]:
     """What `batigate status` shows: everything a technician checks first."""
     from agent import health  # noqa: PLC0415
 
@@ -342,7 +344,7 @@ def status(agent: Any) -> dict[str, Any]:
     }
 
 
-async def device_read(agent: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def device_read(agent: AgentContext, args: dict[str, Any]) -> dict[str, Any]:
     """Every point of one device in one poll, under the bus lock (point.read polls once per
     point: N polls for a meter read in full)."""
     from agent.commands.models import Code, Problem  # noqa: PLC0415

@@ -65,6 +65,19 @@ class Driver(Protocol):
         ...
 
 
+Wake = Callable[[str], None]
+
+
+class WakingDriver(Driver, Protocol):
+    """A polled driver that knows when a device has news (GPIO edges), so it need not wait for
+    the next poll: the field sets `wake` when it opens the bus, and `wake(device_id)` makes that
+    device's poller poll at once (the regular schedule is kept). Called from the event loop
+    (a reader callback, a timer), never from a thread; the driver bounds how often it calls it.
+    """
+
+    wake: Wake | None
+
+
 Hear = Callable[[Sequence[PointValue], float], None]
 
 

@@ -7,7 +7,8 @@ is its own exit stack, so closing one leaves the others' connections alone.
 A push driver (`agent.driver.PushDriver`: radio meters) is not polled: its bus gets one listening
 task, restarted with backoff if it ever fails, and each of its devices a `DeviceWatcher` in
 `pollers` (same surface as a poller) that turns what is heard, or not heard, into values and
-states.
+states. A polled driver that knows when a device has news (`WakingDriver`: GPIO edges) gets
+`wake`, which makes that device's poller poll at once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Field:
             self.drivers[bus.id] = await stack.enter_async_context(cls(bus))
             if is_push(self.drivers[bus.id]):
                 self.drivers[bus.id].events = self.on_event  # type: ignore[union-attr]
+            elif hasattr(self.drivers[bus.id], "wake"):  # agent.driver.WakingDriver
+                self.drivers[bus.id].wake = self.wake  # type: ignore[attr-defined]
             self._stacks[bus.id] = stack
             self._locks[bus.id] = asyncio.Lock()
             if self._group is not None:
@@ -104,6 +107,12 @@ class Field:
                     on_values=self.on_values, on_state=self.on_state)
                 if self._group is not None:
                     self._start(device.id)
+
+    def wake(self, device_id: str) -> None:
+        """A waking driver has news for `device_id` (an edge): poll it now."""
+        poller = self.pollers.get(device_id)
+        if poller is not None:
+            poller.poll_now()
 
     def start(self, group: asyncio.TaskGroup) -> None:
         """Run every poller as a task of the supervisor's group (and those added later)."""

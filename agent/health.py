@@ -19,19 +19,21 @@ from typing import Any
 import psutil
 from cryptography import x509
 
+from agent.context import AgentContext
+
 log = logging.getLogger(__name__)
 
 _TIME_ERROR = 5  # adjtimex(2) return value: "clock not synchronized"
 
 
-def report(agent: Any) -> dict[str, Any]:
+def report(agent: AgentContext) -> dict[str, Any]:
     """The full health body: the supervisor's `Agent.health()` plus the system figures."""
     body = dict(agent.health())
     body.update(system(agent))
     return body
 
 
-def system(agent: Any) -> dict[str, Any]:
+def system(agent: AgentContext) -> dict[str, Any]:
     config = agent.config
     outbox = body_outbox(agent)
     return {
@@ -46,7 +48,7 @@ def system(agent: Any) -> dict[str, Any]:
     }
 
 
-def body_outbox(agent: Any) -> dict[str, Any]:
+def body_outbox(agent: AgentContext) -> dict[str, Any]:
     stats = agent.outbox.stats()
     return {"depth": stats["depth"], "oldest_age": stats["oldest_age"]}
 
@@ -108,7 +110,7 @@ def kernel_clock_synced() -> bool | None:
     return state != _TIME_ERROR
 
 
-def clock_synced(agent: Any) -> bool:
+def clock_synced(agent: AgentContext) -> bool:
     kernel = kernel_clock_synced()
     if kernel is not None:
         return kernel

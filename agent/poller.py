@@ -57,10 +57,12 @@ class DevicePoller:
         period = self.device.poll
         next_due = self.clock.monotonic() + self.stagger
         while True:
-            await self._wait(next_due)
+            early = await self._wait(next_due)
             started = self.clock.monotonic()
             ok = await self.poll_once()
-            if ok:
+            if ok and early:
+                pass  # an extra poll (poll.now, a GPIO edge): the schedule stays as it was
+            elif ok:
                 next_due += period
                 late = self.clock.monotonic() - next_due
                 if late > 0:  # overran: skip the missed ticks rather than run them back to back
@@ -70,9 +72,11 @@ class DevicePoller:
             else:
                 next_due = started + self._backoff(period)
 
-    async def _wait(self, deadline: float) -> None:
+    async def _wait(self, deadline: float) -> bool:
+        """Until `deadline` or a wake; True when woken before the deadline."""
         self._wake.clear()
         await self.clock.wait_until(deadline, self._wake)
+        return self._wake.is_set() and self.clock.monotonic() < deadline
 
     def _backoff(self, period: float) -> float:
         # period, 2x, 4x ... capped; the jitter keeps dead devices from lining up on the bus.

@@ -159,6 +159,7 @@ class Agent:
             "health_failures": self.health_failures,
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),
             "command_auth": self.commands.auth,
+            **({"rules": {"disabled": self.engine.disabled()}} if self.engine is not None else {}),
         }
 
     async def publish_health(self) -> None:

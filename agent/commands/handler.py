@@ -38,6 +38,7 @@ from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Reque
                                    answer, describe)
 from agent.commands.ops import (HARMLESS, OPERATIONS, Call, reload_after_rollback,
                                 request_restart)
+from agent.context import AgentContext
 from provisioning import ops as provisioning_ops
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _ID = re.compile(r"[\x21-\x7e]{1,128}")  # the same rule as models.CmdId
 
 
 class CommandHandler:
-    def __init__(self, agent: Any, *, public_key: Ed25519PublicKey | bytes | Path | None = None,
+    def __init__(self, agent: AgentContext, *, public_key: Ed25519PublicKey | bytes | Path | None = None,
                  clock: Clock | None = None, settings: CommandsConfig | None = None) -> None:
         self.agent = agent
         self.settings = settings or getattr(agent.config, "commands", None) or CommandsConfig()

@@ -25,6 +25,7 @@ from agent.commands.models import (AlarmAckArgs, AuditArgs, Code, ConfigApplyArg
                                    LogGetArgs, LogLevelArgs, MaintenanceArgs, NoArgs, Outcome,
                                    PointArgs, Problem, ResendArgs, Status, WriteArgs, ok)
 from agent.config_models import DeviceConfig, PointConfig
+from agent.context import AgentContext
 from agent.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
 from agent.models import Reading
 from agent.normalize import Normalizer
@@ -48,7 +49,7 @@ class Call:
     now: float
 
     @property
-    def agent(self) -> Any:
+    def agent(self) -> AgentContext:
         return self.handler.agent
 
 
@@ -80,7 +81,7 @@ def op(name: str, args: type[BaseModel] = NoArgs, *, writes: bool = False
 
 # -- helpers ----------------------------------------------------------------------------------
 
-def device_named(agent: Any, dev: str) -> DeviceConfig:
+def device_named(agent: AgentContext, dev: str) -> DeviceConfig:
     for device in agent.config.devices:
         if device.id == dev:
             return device
@@ -94,14 +95,14 @@ def _point(device: DeviceConfig, name: str) -> PointConfig:
     raise Problem(Code.NOT_FOUND, f"device {device.id} has no point {name!r}")
 
 
-def _poller(agent: Any, dev: str) -> Any:
+def _poller(agent: AgentContext, dev: str) -> Any:
     poller = agent.pollers.get(dev)
     if poller is None:
         raise Problem(Code.UNAVAILABLE, f"the drivers are not running; {dev} cannot be reached")
     return poller
 
 
-async def fresh_readings(agent: Any, device: DeviceConfig) -> list[Reading]:
+async def fresh_readings(agent: AgentContext, device: DeviceConfig) -> list[Reading]:
     """Every point of `device` read now (under the bus lock), normalized; device and driver
     failures become the command's answer."""
     try:
@@ -114,7 +115,7 @@ async def fresh_readings(agent: Any, device: DeviceConfig) -> list[Reading]:
     return Normalizer(device).readings(values, agent.clock.time(), synced=synced)
 
 
-def request_restart(agent: Any, reason: str) -> None:
+def request_restart(agent: AgentContext, reason: str) -> None:
     """Ask the supervisor to stop so systemd starts the agent again (after RESTART_DELAY)."""
     event = getattr(agent, "restart_requested", None)
     if not isinstance(event, asyncio.Event):
@@ -234,7 +235,7 @@ async def config_get(call: Call, args: NoArgs) -> Outcome:
                                                         "deadline": pending.deadline}})
 
 
-async def bring_to(agent: Any, new: Any, why: str) -> dict[str, Any]:
+async def bring_to(agent: AgentContext, new: Any, why: str) -> dict[str, Any]:
     """Run `new`: live when only live sections changed (`Agent.apply_config`), else by a restart.
     Raises what the live apply raised (a bus that cannot open): the caller decides what then."""
     changes = reconfigure.plan(agent.config, new)
@@ -245,7 +246,7 @@ async def bring_to(agent: Any, new: Any, why: str) -> dict[str, Any]:
     return {"restart": bool(changes.restart), "changes": changes.as_dict()}
 
 
-async def reload_after_rollback(agent: Any, why: str) -> dict[str, Any]:
+async def reload_after_rollback(agent: AgentContext, why: str) -> dict[str, Any]:
     """The previous file is back in place: run it again, live when possible, else restart."""
     try:
         return await bring_to(agent, config_mod.load(agent.config.source), why)
@@ -332,7 +333,7 @@ async def config_rollback(call: Call, args: NoArgs) -> Outcome:
 
 # -- alarms and maintenance ---------------------------------------------------------------------
 
-def _engine_call(agent: Any, method: str) -> Callable[..., Any]:
+def _engine_call(agent: AgentContext, method: str) -> Callable[..., Any]:
     engine = agent.engine
     if engine is None:
         raise Problem(Code.NOT_FOUND, "no rules are configured on this gateway")

@@ -3,6 +3,7 @@
     Chip.request(consumer, {line: LineSettings}) -> LineRequest
     LineRequest.values() -> {line: active?}      levels now (edges only report changes)
     LineRequest.read_edges() -> [Edge]           pending edge events, never blocks
+    LineRequest.fileno() -> int                  readable while edge events are pending
     LineRequest.release()
 
 Levels and edges are *logical*: `active_low` is applied by the kernel (and by the fake), so a
@@ -49,6 +50,8 @@ class LineRequest(Protocol):
 
     def read_edges(self) -> list[Edge]: ...
 
+    def fileno(self) -> int: ...
+
     def release(self) -> None: ...
 
 
@@ -88,6 +91,9 @@ class GpiodLineRequest:
                                   active=event.event_type is EdgeEvent.Type.RISING_EDGE,
                                   t=event.timestamp_ns / 1e9, seqno=event.line_seqno))
         return edges
+
+    def fileno(self) -> int:
+        return int(self._request.fd)  # the request's file descriptor: poll()-able for events
 
     def release(self) -> None:
         self._request.release()
@@ -143,6 +149,9 @@ class FakeLineRequest:
     events: deque[Edge] = field(default_factory=deque)
     dropped: int = 0
     released: bool = False
+    # Like the kernel's request fd, readable while events are pending: a pipe with one byte per
+    # event, so the driver's event-loop reader is the same code on the fake as on a real chip.
+    _pipe: tuple[int, int] = field(default_factory=lambda: _nonblocking_pipe())
 
     def values(self) -> dict[int, bool]:
         self._check()
@@ -152,11 +161,22 @@ class FakeLineRequest:
         self._check()
         out = list(self.events)
         self.events.clear()
+        try:
+            while os.read(self._pipe[0], 4096):
+                pass
+        except BlockingIOError:
+            pass  # drained
         return out
+
+    def fileno(self) -> int:
+        self._check()
+        return self._pipe[0]
 
     def release(self) -> None:
         self.released = True
         self.chip.requests.remove(self)
+        for fd in self._pipe:
+            os.close(fd)
 
     def _check(self) -> None:
         if self.released:
@@ -167,6 +187,17 @@ class FakeLineRequest:
             self.events.popleft()  # the kernel drops the oldest; the seqno gap tells the reader
             self.dropped += 1
         self.events.append(edge)
+        try:
+            os.write(self._pipe[1], b"e")
+        except BlockingIOError:
+            pass  # the pipe is full: it is readable anyway, which is all it says
+
+
+def _nonblocking_pipe() -> tuple[int, int]:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    return read, write
 
 
 class FakeChip:

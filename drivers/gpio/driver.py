@@ -7,6 +7,13 @@ then answers the current state and the derived points. No task of its own runs b
 no edge is lost in between: the kernel keeps them, with their timestamps, in the request's event
 buffer (1024 events). If that buffer overflowed anyway, the per-line sequence numbers show a gap:
 the driver counts the loss (`lost_events` in the bus stats) and re-reads the levels.
+
+Edges also reach the rules as they happen, not a poll period later: the agent gives the driver a
+`wake(device_id)` callback (`agent.driver.WakingDriver`). The driver watches each request's file
+descriptor on the event loop (no thread, no task); the first pending edge calls `wake`, the
+device's poller polls at once and the drain above does the rest. A debounce still running at that
+poll asks for one more wake when it ends. The reader is re-armed at most every `WAKE_GAP`
+seconds, so a chattering contact costs at most that many polls per second, never a busy loop.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from drivers.gpio.state import InputState
 
 log = logging.getLogger(__name__)
 
+WAKE_GAP = 0.1  # at most one edge-driven poll per device per this many seconds
+
 
 @dataclass
 class _Watch:
@@ -44,16 +53,20 @@ class GpioDriver:
     device_model: ClassVar[type[DeviceConfig]] = GpioDeviceConfig
     point_model: ClassVar[type[PointConfig]] = GpioPointConfig
 
-    def __init__(self, bus: BusConfig, *, open_chip: ChipOpener = open_gpiod,
+    def __init__(self, bus: BusConfig, *, open_chip: ChipOpener | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(bus, GpioBusConfig):
             raise DriverError(f"bus {bus.id}: expected a GPIO bus config, got {type(bus)}")
         self.bus = bus
         self.stats = BusStats(extra={"edges": 0, "lost_events": 0})
-        self._open_chip = open_chip
+        self._open_chip = open_chip or open_gpiod
         self.clock = clock  # must tick on CLOCK_MONOTONIC, the kernel's edge-event clock
         self._chip: Chip | None = None
         self._watches: dict[str, _Watch] = {}
+        # Set by the agent's field: poll this device now (edges are pending). None: poll only.
+        self.wake: Callable[[str], None] | None = None
+        self._readers: dict[str, int] = {}  # device id -> request fd watched on the loop
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # re-arm and debounce-end wakes
 
     async def __aenter__(self) -> Self:
         try:
@@ -65,9 +78,8 @@ class GpioDriver:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        for watch in self._watches.values():
-            watch.request.release()
-        self._watches.clear()
+        for device_id in list(self._watches):
+            self._release(device_id)
         if self._chip is not None:
             self._chip.close()
             self._chip = None
@@ -77,6 +89,7 @@ class GpioDriver:
         watch = await self._watch(device)
         now = self.clock()
         self._drain(watch, now)
+        self._rearm(device.id, watch, now)
         return [self._value(point, device, watch, now) for point in device.points]
 
     async def write(self, device: DeviceConfig, point: PointConfig, value: Value) -> None:
@@ -105,8 +118,7 @@ class GpioDriver:
         if watch is not None and watch.points == device.points:
             return watch
         if watch is not None:  # the device's points changed (config apply): request anew
-            watch.request.release()
-            del self._watches[device.id]
+            self._release(device.id)
         chip = await self._ensure_chip()
         inputs = device.inputs()
         settings = {p.line: LineSettings(active_low=p.active_low, bias=p.bias,
@@ -125,6 +137,56 @@ class GpioDriver:
         watch = _Watch(list(device.points), request, states)
         self._watches[device.id] = watch
         return watch
+
+    # -- edges as they happen ----------------------------------------------------------------------
+
+    def _release(self, device_id: str) -> None:
+        self._unwatch(device_id)
+        timer = self._timers.pop(device_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._watches.pop(device_id).request.release()
+
+    def _unwatch(self, device_id: str) -> None:
+        fd = self._readers.pop(device_id, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+
+    def _readable(self, device_id: str) -> None:
+        """Edges are pending: stop watching (the poll drains them, then re-arms) and wake."""
+        self._unwatch(device_id)
+        if self.wake is not None:
+            self.wake(device_id)
+
+    def _rearm(self, device_id: str, watch: _Watch, now: float) -> None:
+        """After a drain: watch the fd again after WAKE_GAP, or when a debounce ends if sooner
+        matters (that edge is only confirmed by a poll after it has held)."""
+        if self.wake is None:
+            return
+        loop = asyncio.get_running_loop()
+        pending = [s.raw_since + s.debounce - now for s in watch.inputs.values()
+                   if s.raw != s.stable]
+        old = self._timers.pop(device_id, None)
+        if old is not None:
+            old.cancel()
+        if pending:  # wake when the newest edge has held long enough to count
+            self._timers[device_id] = loop.call_later(max(min(pending), 0.0) + 0.001,
+                                                      self._readable, device_id)
+        elif device_id not in self._readers:
+            self._timers[device_id] = loop.call_later(WAKE_GAP, self._arm, device_id)
+
+    def _arm(self, device_id: str) -> None:
+        self._timers.pop(device_id, None)
+        watch = self._watches.get(device_id)
+        if watch is None or device_id in self._readers:
+            return
+        try:
+            fd = watch.request.fileno()
+        except OSError as exc:  # released under us: the next poll reports the request
+            log.warning("gpio %s: cannot watch %s for edges: %s", self.bus.chip, device_id, exc)
+            return
+        self._readers[device_id] = fd
+        asyncio.get_running_loop().add_reader(fd, self._readable, device_id)
 
     def _drain(self, watch: _Watch, now: float) -> None:
         try:

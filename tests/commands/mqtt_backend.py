@@ -1,5 +1,5 @@
-"""Test helpers for commands end to end: an in-process agent with its CommandHandler wired the way
-the supervisor wires it, and a backend stand-in that sends requests as MQTT 5 (response topic +
+"""Test helpers for commands end to end: an in-process agent with the CommandHandler it wires
+itself, and a backend stand-in that sends requests as MQTT 5 (response topic +
 correlation data) or MQTT 3.1.1 (answers on cmd/res) and collects the answers."""
 
 from __future__ import annotations
@@ -23,25 +23,20 @@ ROOT = "bgw/v1/site-a/gw-test"
 
 
 @contextlib.asynccontextmanager
-async def agent_with_commands(config: Config, **handler_kw: Any
+async def agent_with_commands(config: Config
                               ) -> AsyncIterator[tuple[supervisor.Agent, CommandHandler]]:
+    """A running agent and the CommandHandler it wired itself (`Agent.commands`, the one its
+    uplink calls): what these tests exercise is what production runs. Handler settings (keys,
+    auth) come from the config file, as in the field."""
     stop = asyncio.Event()
-    ready: asyncio.Future[tuple[supervisor.Agent, CommandHandler]] = (
-        asyncio.get_running_loop().create_future())
-
-    def wire(agent: supervisor.Agent) -> None:
-        # What the lead wires in Agent/serve: runs before the uplink task starts, so the uplink
-        # subscribes to cmd/req on its first connection.
-        agent.restart_requested = asyncio.Event()  # type: ignore[attr-defined]
-        handler = CommandHandler(agent, **handler_kw)
-        agent.uplink.commands = handler
-        ready.set_result((agent, handler))
-
-    task = asyncio.ensure_future(supervisor.serve(config, shutdown_trigger=stop.wait, ready=wire))
+    ready: asyncio.Future[supervisor.Agent] = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(supervisor.serve(config, shutdown_trigger=stop.wait,
+                                                  ready=ready.set_result))
     try:
-        agent, handler = await asyncio.wait_for(asyncio.shield(ready), 10)
+        agent = await asyncio.wait_for(asyncio.shield(ready), 10)
+        assert agent.uplink.commands is agent.commands
         await asyncio.wait_for(agent.uplink.connected.wait(), 10)
-        yield agent, handler
+        yield agent, agent.commands
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

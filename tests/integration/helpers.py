@@ -16,16 +16,21 @@ from agent import supervisor
 from agent.config import Config
 
 
-def write_config(tmp_path: Path, *, broker_port: int, modbus_port: int,
-                 devices: list[dict[str, Any]], **extra: Any) -> Path:
+def write_config(tmp_path: Path, *, broker_port: int, modbus_port: int | None = None,
+                 devices: list[dict[str, Any]], buses: list[dict[str, Any]] | None = None,
+                 **extra: Any) -> Path:
+    """gateway.yaml of a test agent: its broker, a Modbus TCP bus `lan` on `modbus_port` unless
+    `buses` says otherwise, `devices`, and any other top-level section in `extra`."""
+    if buses is None:
+        assert modbus_port is not None, "a Modbus port for the `lan` bus, or buses="
+        buses = [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1", "port": modbus_port}]
     doc = {
         "gateway": {"id": "gw-test", "site": "site-a"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False,
                  "reconnect_max": "1s", **extra.pop("mqtt", {})},
         "buffer": {"path": str(tmp_path / "outbox.db"), "commit_interval": "200ms"},
         "control": {"socket": str(tmp_path / "control.sock")},
-        "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1",
-                   "port": modbus_port}],
+        "buses": buses,
         "devices": devices,
         **extra,
     }

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from agent import config as config_mod
 from agent.sim.building import Building
 from tests.broker import Mosquitto
-from tests.integration.helpers import running_agent
+from tests.integration.helpers import running_agent, write_config
 from tests.observer import Observer
 from tests.observer import observing as observe
 
@@ -44,19 +43,9 @@ def persistent_broker(tmp_path: Path) -> Any:
 
 
 def config_file(tmp_path: Path, broker_port: int, modbus_port: int) -> Path:
-    doc = {
-        "gateway": {"id": "gw-test", "site": "site-a"},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "tls": False, "reconnect_max": "1s"},
-        "buffer": {"path": str(tmp_path / "outbox.db"), "commit_interval": "200ms"},
-        "control": {"socket": str(tmp_path / "control.sock")},
-        "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1",
-                   "port": modbus_port}],
-        "devices": [{"id": "vmc", "bus": "lan", "address": 1, "profile": "vmc-caisson",
-                     "poll": "200ms", "timeout": "300ms", "rules": FAST}],
-    }
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_config(tmp_path, broker_port=broker_port, modbus_port=modbus_port, devices=[
+        {"id": "vmc", "bus": "lan", "address": 1, "profile": "vmc-caisson", "poll": "200ms",
+         "timeout": "300ms", "rules": FAST}])
 
 
 def observing(port: int) -> Any:

@@ -14,22 +14,15 @@ from agent.models import Quality
 from drivers.gpio.chip import Chip, FakeChip
 from drivers.gpio.config import GpioBusConfig, GpioDeviceConfig
 from drivers.gpio.driver import GpioDriver
+from tests.clocks import FakeClock
 
 START = 5_000.0
 LINE = 17
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

@@ -26,16 +26,9 @@ from drivers.mbus.driver import MBusDriver
 from drivers.mbus.link import MBusLink, SerialTransport
 from drivers.mbus.scan import scan
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, WaterMeter, default_meters
+from tests.clocks import FakeClock
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=timezone.utc).timestamp()
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingBus(MBusSimulator):
@@ -446,7 +439,6 @@ async def test_scan_reports_meters_it_cannot_tell_apart(clock: FakeClock) -> Non
     finally:
         await asyncio.sleep(0.05)
         await sim.stop()
-
 
 
 # ------------------------------------------------- several meters at factory address 0

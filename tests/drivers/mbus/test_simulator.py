@@ -21,17 +21,10 @@ from drivers.mbus.simulator import (
     default_meters,
     serve_forever,
 )
+from tests.clocks import FakeClock
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 SILENCE = 0.15  # the simulator answers at once; this is only how long we wait for nothing
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
