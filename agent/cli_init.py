@@ -82,8 +82,48 @@ def check_bus(bus: dict[str, Any]) -> dict[str, Any]:
     return bus
 
 
-def _ask(label: str, check: Any, default: Any = None) -> Any:
-    return click.prompt(label, default=default, value_proc=check, err=True)
+def _ask(label: str, check: Any, default: Any = None, *, show_default: bool = True) -> Any:
+    """Ask until `check` accepts the answer (our loop, not click's value_proc: click would
+    frame the refusal in English)."""
+    while True:
+        # type str: with an int default click would check the type itself, in English
+        answer = click.prompt(label, default=default, type=click.STRING, err=True,
+                              show_default=show_default and default != "")
+        try:
+            return check(answer)
+        except click.BadParameter as exc:
+            click.echo(t("init.refused", error=exc.message), err=True)
+
+
+def _choice(options: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if str(value).strip() not in options:
+            raise click.BadParameter(t("init.choose", options=", ".join(options)))
+        return str(value).strip()
+    return check
+
+
+def _whole(value: str | int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(t("init.bad_number")) from None
+    if number <= 0:
+        raise click.BadParameter(t("init.bad_number"))
+    return number
+
+
+def _confirm(label: str, default: bool) -> bool:
+    """Yes or no, in English or French (y, yes, o, oui / n, no, non)."""
+    def check(value: str) -> bool:
+        answer = str(value).strip().lower()
+        if answer in ("y", "yes", "o", "oui"):
+            return True
+        if answer in ("n", "no", "non"):
+            return False
+        raise click.BadParameter(t("init.yes_no"))
+    hint = t("init.yes_default" if default else "init.no_default")
+    return bool(_ask(f"{label} {hint}", check, "y" if default else "n", show_default=False))
 
 
 def _ask_bus(existing: set[str]) -> dict[str, Any]:
@@ -92,20 +132,18 @@ def _ask_bus(existing: set[str]) -> dict[str, Any]:
         if bus_id in existing:
             click.echo(t("init.bus_exists", bus=bus_id), err=True)
             continue
-        driver = click.prompt(t("init.ask.driver"), type=click.Choice(DRIVERS), err=True)
+        driver = _ask(f"{t('init.ask.driver')} ({', '.join(DRIVERS)})", _choice(DRIVERS))
         bus: dict[str, Any] = {"id": bus_id, "driver": driver}
         if driver == "modbus-tcp":
             bus["host"] = _ask(t("init.ask.tcp_host"), host)
             bus["port"] = _ask(t("init.ask.tcp_port"), port, 502)
         else:
-            bus["port"] = click.prompt(t("init.ask.serial"),
-                                       default="/dev/ttyUSB0", err=True)
-            bus["baudrate"] = click.prompt(t("init.ask.baudrate"), type=int,
-                                           default=9600 if driver == "modbus-rtu" else 2400,
-                                           err=True)
+            bus["port"] = click.prompt(t("init.ask.serial"), default="/dev/ttyUSB0", err=True)
+            bus["baudrate"] = _ask(t("init.ask.baudrate"), _whole,
+                                   9600 if driver == "modbus-rtu" else 2400)
             if driver == "modbus-rtu":
-                bus["parity"] = click.prompt(t("init.ask.parity"), type=click.Choice(["N", "E", "O"]),
-                                             default="E", err=True)
+                bus["parity"] = _ask(f"{t('init.ask.parity')} (N, E, O)",
+                                     _choice(("N", "E", "O")), "E")
         try:
             return check_bus(bus)
         except click.BadParameter as exc:
@@ -195,7 +233,7 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
             fail(t("init.bad_flag", flag=f"--bus {spec}", error=exc.message), EXIT_CONFIG,
                  as_json=as_json)
     if interactive and not buses:
-        while click.confirm(t("init.ask.add_bus"), default=not bus_list, err=True):
+        while _confirm(t("init.ask.add_bus"), default=not bus_list):
             bus_list.append(_ask_bus({b["id"] for b in bus_list}))
     doc: dict[str, Any] = {"gateway": {"id": gw, "site": site_id}, "mqtt": mqtt,
                            "buffer": {"path": str(buffer_path or "/var/lib/batigate/outbox.db")}}
