@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent import cli_buffer, cli_selftest
+from agent.remote import render
 from agent.display import dashboard
 from agent.i18n import CATALOGS, detect, en, fr, parse, t
 
@@ -42,6 +43,7 @@ DYNAMIC = {
     "wmbus.col.": ("quantity", "value", "unit", "function", "storage", "tariff", "subunit"),
     "meters.col.": ("dwelling", "meter", "medium", "start", "end", "consumption"),
     "meters.how.": ("meter", "reading", "interpolated", "missing"),
+    "remote.col.": {*render.RESULT_COLUMNS, *render.FLEET_COLUMNS, *render.ALARM_COLUMNS},
 }
 
 
@@ -140,10 +142,11 @@ def test_cli_speaks_french_from_the_locale_and_from_lang(tmp_path: Path) -> None
 
 # -- no English sentence left in what a technician reads ------------------------------------------
 
-# The technician's commands (the operations team's cli_remote*, cli_release come later).
+# The technician's commands, then the operations team's (remote, release).
 TECHNICIAN_MODULES = ("cli.py", "cli_common.py", "cli_init.py", "cli_scan.py", "cli_wmbus.py",
                       "cli_meters.py", "cli_selftest.py", "cli_local.py", "cli_buffer.py",
-                      "cli_provision.py", "demo.py")
+                      "cli_provision.py", "demo.py", "cli_remote.py", "cli_remote_ops.py",
+                      "cli_release.py", "remote/render.py")
 # Calls whose text reaches a person; for Check, only its detail and fix (its name and result are
 # ids kept in --json, shown through t() by the table).
 OUTPUT_CALLS = {"echo": None, "secho": None, "print": None, "prompt": None, "confirm": None,
