@@ -60,7 +60,7 @@ class Message(str):
         return t(self.key, "en", **self.values)
 
 
-def t(key: str, lang: str | None = None, **values: object) -> str:
+def t(key: str, lang: str | None = None, /, **values: object) -> str:
     """The message `key` in `lang` (default: the language in force), placeholders filled in.
     An unknown key is a bug that the catalog test catches; at run time it shows the key itself
     rather than failing in front of a technician."""

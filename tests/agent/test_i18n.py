@@ -121,6 +121,10 @@ def test_parse_and_fill() -> None:
     assert parse("FR-be") == "fr" and parse("POSIX") == "en"
     assert t("dash.alarms", "fr", count=2) == "2 alarme(s) active(s)"
     assert set(CATALOGS) == {"en", "fr"}
+    # placeholders named like t()'s own parameters (positional-only) are values like the others
+    assert t("selftest.fix.key_mode", "fr", key="/etc/gw.key") == "chmod 600 /etc/gw.key"
+    assert t("release.verified", "en", bundle="b", version="1", wheels=2, key="ab12").endswith(
+        "signature by ab12)")
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
