@@ -76,6 +76,7 @@ def run(config_path: Path) -> None:
 
     from agent import logs, supervisor, update_trial  # noqa: PLC0415
     from agent.commands import confirm  # noqa: PLC0415
+    from agent.i18n import t  # noqa: PLC0415
     from provisioning import cert_trial  # noqa: PLC0415
 
     logs.setup("info")
@@ -97,8 +98,7 @@ def run(config_path: Path) -> None:
     if line := update_trial.enter_current(releases, ["run", "--config", str(config_path)]):
         click.echo(line, err=True)
     if asyncio.run(_run_until_signal(config, supervisor)):
-        click.echo("restart requested by a command; exiting for the service manager to restart",
-                   err=True)
+        click.echo(t("run.restart"), err=True)
         sys.exit(EXIT_RESTART)
 
 

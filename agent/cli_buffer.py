@@ -85,6 +85,7 @@ def parse_when(text: str | None, now: float) -> float | None:
     if text is None:
         return None
     from agent.durations import parse_duration  # noqa: PLC0415
+    from agent.i18n import t  # noqa: PLC0415
 
     try:
         return float(text)
@@ -96,8 +97,7 @@ def parse_when(text: str | None, now: float) -> float | None:
         try:
             return now - parse_duration(text)
         except ValueError:
-            raise click.BadParameter(f"{text!r}: write a date (2026-11-28T14:00), an epoch or "
-                                     "an age (2h, 7d)") from None
+            raise click.BadParameter(t("buffer.bad_time", text=text)) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
@@ -174,12 +174,14 @@ def _range(start: float | None, end: float | None) -> tuple[str, list[float]]:
 
 
 def _write(rows: Any, out: TextIO, fmt: str, root: str, total: int, show: bool) -> int:
+    from agent.i18n import t  # noqa: PLC0415
+
     count = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
     with progress() as bar:
-        task = bar.add_task("exporting", total=total, visible=show)
+        task = bar.add_task(t("buffer.exporting"), total=total, visible=show)
         for seq, topic, ts, sess, mid, body in rows:
             fields = json.loads(body)
             if writer is None:

@@ -44,8 +44,10 @@ def load_or_exit(path: Path) -> Any:
 
 def fail(message: str, code: int = EXIT_FAILURE, *, as_json: bool = False,
          **extra: Any) -> NoReturn:
-    if as_json:
-        click.echo(json.dumps({"ok": False, "error": message, **extra}, default=str))
+    if as_json:  # machine output stays English whatever the language
+        from agent.i18n import english  # noqa: PLC0415
+
+        click.echo(json.dumps({"ok": False, "error": english(message), **extra}, default=str))
     else:
         from agent.i18n import t  # noqa: PLC0415
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from agent.cli_common import DEFAULT_CONFIG, EXIT_CONFIG, emit_json, fail, json_option
+from agent.i18n import t
 
 IDENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DRIVERS = ("modbus-tcp", "modbus-rtu", "mbus")
@@ -25,15 +26,14 @@ HEADER = ("# batigate gateway config, written by `batigate init`.\n"
 def ident(value: str) -> str:
     value = value.strip()
     if not IDENT.match(value):
-        raise click.BadParameter("use lower-case letters, digits and '-' (1-63, not starting "
-                                 "with '-'), e.g. gw-0042")
+        raise click.BadParameter(t("init.bad_ident"))
     return value
 
 
 def host(value: str) -> str:
     value = value.strip()
     if not value or any(c.isspace() for c in value) or "/" in value:
-        raise click.BadParameter("a host name or IP address, e.g. broker.example.org")
+        raise click.BadParameter(t("init.bad_host"))
     return value
 
 
@@ -41,9 +41,9 @@ def port(value: str | int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise click.BadParameter("a TCP port number 1..65535") from None
+        raise click.BadParameter(t("init.bad_port")) from None
     if not 1 <= number <= 65535:
-        raise click.BadParameter("a TCP port number 1..65535")
+        raise click.BadParameter(t("init.bad_port"))
     return number
 
 
@@ -51,14 +51,13 @@ def parse_bus(spec: str) -> dict[str, Any]:
     """`ID:DRIVER:key=value,...`, e.g. `lan:modbus-tcp:host=192.0.2.10,port=502`."""
     parts = spec.split(":", 2)
     if len(parts) < 2:
-        raise click.BadParameter(f"{spec!r}: write ID:DRIVER:key=value,... e.g. "
-                                 "rs485-1:modbus-rtu:port=/dev/ttyUSB0,baudrate=9600")
+        raise click.BadParameter(t("init.bad_bus_spec", spec=spec))
     bus: dict[str, Any] = {"id": ident(parts[0]), "driver": parts[1]}
     if len(parts) == 3 and parts[2]:
         for item in parts[2].split(","):
             key, sep, value = item.partition("=")
             if not sep:
-                raise click.BadParameter(f"{item!r}: write key=value")
+                raise click.BadParameter(t("init.bad_bus_item", item=item))
             bus[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
     return check_bus(bus)
 
@@ -83,34 +82,72 @@ def check_bus(bus: dict[str, Any]) -> dict[str, Any]:
     return bus
 
 
-def _ask(label: str, check: Any, default: Any = None) -> Any:
-    return click.prompt(label, default=default, value_proc=check, err=True)
+def _ask(label: str, check: Any, default: Any = None, *, show_default: bool = True) -> Any:
+    """Ask until `check` accepts the answer (our loop, not click's value_proc: click would
+    frame the refusal in English)."""
+    while True:
+        # type str: with an int default click would check the type itself, in English
+        answer = click.prompt(label, default=default, type=click.STRING, err=True,
+                              show_default=show_default and default != "")
+        try:
+            return check(answer)
+        except click.BadParameter as exc:
+            click.echo(t("init.refused", error=exc.message), err=True)
+
+
+def _choice(options: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if str(value).strip() not in options:
+            raise click.BadParameter(t("init.choose", options=", ".join(options)))
+        return str(value).strip()
+    return check
+
+
+def _whole(value: str | int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(t("init.bad_number")) from None
+    if number <= 0:
+        raise click.BadParameter(t("init.bad_number"))
+    return number
+
+
+def _confirm(label: str, default: bool) -> bool:
+    """Yes or no, in English or French (y, yes, o, oui / n, no, non)."""
+    def check(value: str) -> bool:
+        answer = str(value).strip().lower()
+        if answer in ("y", "yes", "o", "oui"):
+            return True
+        if answer in ("n", "no", "non"):
+            return False
+        raise click.BadParameter(t("init.yes_no"))
+    hint = t("init.yes_default" if default else "init.no_default")
+    return bool(_ask(f"{label} {hint}", check, "y" if default else "n", show_default=False))
 
 
 def _ask_bus(existing: set[str]) -> dict[str, Any]:
     while True:
-        bus_id = _ask("  bus id (e.g. rs485-1, lan, meters)", ident)
+        bus_id = _ask(t("init.ask.bus_id"), ident)
         if bus_id in existing:
-            click.echo(f"  Error: bus {bus_id!r} exists already", err=True)
+            click.echo(t("init.bus_exists", bus=bus_id), err=True)
             continue
-        driver = click.prompt("  driver", type=click.Choice(DRIVERS), err=True)
+        driver = _ask(f"{t('init.ask.driver')} ({', '.join(DRIVERS)})", _choice(DRIVERS))
         bus: dict[str, Any] = {"id": bus_id, "driver": driver}
         if driver == "modbus-tcp":
-            bus["host"] = _ask("  device or Modbus gateway address", host)
-            bus["port"] = _ask("  TCP port", port, 502)
+            bus["host"] = _ask(t("init.ask.tcp_host"), host)
+            bus["port"] = _ask(t("init.ask.tcp_port"), port, 502)
         else:
-            bus["port"] = click.prompt("  serial device or socket://HOST:PORT",
-                                       default="/dev/ttyUSB0", err=True)
-            bus["baudrate"] = click.prompt("  baud rate", type=int,
-                                           default=9600 if driver == "modbus-rtu" else 2400,
-                                           err=True)
+            bus["port"] = click.prompt(t("init.ask.serial"), default="/dev/ttyUSB0", err=True)
+            bus["baudrate"] = _ask(t("init.ask.baudrate"), _whole,
+                                   9600 if driver == "modbus-rtu" else 2400)
             if driver == "modbus-rtu":
-                bus["parity"] = click.prompt("  parity", type=click.Choice(["N", "E", "O"]),
-                                             default="E", err=True)
+                bus["parity"] = _ask(f"{t('init.ask.parity')} (N, E, O)",
+                                     _choice(("N", "E", "O")), "E")
         try:
             return check_bus(bus)
         except click.BadParameter as exc:
-            click.echo(f"  Error: {exc.message}; let's do this bus again", err=True)
+            click.echo(t("init.bus_again", error=exc.message), err=True)
 
 
 @click.command("init")
@@ -158,8 +195,7 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
           --bus meters:mbus:port=/dev/ttyUSB1 -o /etc/batigate/gateway.yaml
     """
     if output.exists() and not force:
-        fail(f"{output} exists; use --force to replace it (or -o another file)", EXIT_CONFIG,
-             as_json=as_json)
+        fail(t("init.exists", output=output), EXIT_CONFIG, as_json=as_json)
     interactive = not no_input
 
     def need(value: Any, flag: str, label: str, check: Any, default: Any = None) -> Any:
@@ -167,25 +203,26 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
             try:
                 return check(value)
             except click.BadParameter as exc:
-                fail(f"{flag}: {exc.message}", EXIT_CONFIG, as_json=as_json)
+                fail(t("init.bad_flag", flag=flag, error=exc.message), EXIT_CONFIG,
+                     as_json=as_json)
         if not interactive:
             if default is not None:
                 return check(default)
-            fail(f"{flag} is required with --no-input", EXIT_CONFIG, as_json=as_json)
+            fail(t("init.required", flag=flag), EXIT_CONFIG, as_json=as_json)
         return _ask(label, check, default)
 
-    gw = need(gateway_id, "--gateway-id", "gateway id (e.g. gw-0042)", ident)
-    site_id = need(site, "--site", "site id (e.g. res-les-pins)", ident)
-    mqtt: dict[str, Any] = {"host": need(broker_host, "--broker", "broker host", host)}
-    mqtt["port"] = need(broker_port, "--port", "broker port", port, 1883 if no_tls else 8883)
+    gw = need(gateway_id, "--gateway-id", t("init.ask.gateway_id"), ident)
+    site_id = need(site, "--site", t("init.ask.site"), ident)
+    mqtt: dict[str, Any] = {"host": need(broker_host, "--broker", t("init.ask.broker"), host)}
+    mqtt["port"] = need(broker_port, "--port", t("init.ask.broker_port"), port,
+                        1883 if no_tls else 8883)
     if no_tls:
         mqtt["tls"] = False
     else:
         mqtt["tls"] = {
-            "ca": str(need(ca, "--ca", "CA file of the broker", Path, "/etc/batigate/ca.pem")),
-            "cert": str(need(cert, "--cert", "gateway certificate", Path,
-                             "/etc/batigate/gw.crt")),
-            "key": str(need(key, "--key", "gateway private key", Path, "/etc/batigate/gw.key")),
+            "ca": str(need(ca, "--ca", t("init.ask.ca"), Path, "/etc/batigate/ca.pem")),
+            "cert": str(need(cert, "--cert", t("init.ask.cert"), Path, "/etc/batigate/gw.crt")),
+            "key": str(need(key, "--key", t("init.ask.key"), Path, "/etc/batigate/gw.key")),
         }
     commands = _commands(command_key, allow_unsigned_commands, interactive, as_json)
     bus_list: list[dict[str, Any]] = []
@@ -193,9 +230,10 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
         try:
             bus_list.append(parse_bus(spec))
         except click.BadParameter as exc:
-            fail(f"--bus {spec}: {exc.message}", EXIT_CONFIG, as_json=as_json)
+            fail(t("init.bad_flag", flag=f"--bus {spec}", error=exc.message), EXIT_CONFIG,
+                 as_json=as_json)
     if interactive and not buses:
-        while click.confirm("Add a field bus?", default=not bus_list, err=True):
+        while _confirm(t("init.ask.add_bus"), default=not bus_list):
             bus_list.append(_ask_bus({b["id"] for b in bus_list}))
     doc: dict[str, Any] = {"gateway": {"id": gw, "site": site_id}, "mqtt": mqtt,
                            "buffer": {"path": str(buffer_path or "/var/lib/batigate/outbox.db")}}
@@ -210,12 +248,9 @@ def init(gateway_id: str | None, site: str | None, broker_host: str | None,
         emit_json({"ok": True, "file": str(output), "config": doc})
     else:
         click.echo(text, nl=False)
-        click.echo(f"written to {output}; next: `batigate provision`, then `batigate scan` to "
-                   "find the devices", err=True)
+        click.echo(t("init.written", output=output), err=True)
         if not commands:
-            click.echo("note: no command key: remote commands are limited to ping, rebirth, "
-                       "health, point.read, poll.now and buffer.stats (add commands.public_key "
-                       "to manage this gateway remotely)", err=True)
+            click.echo(t("init.no_command_key"), err=True)
 
 
 def command_key(value: str | Path) -> str:
@@ -228,7 +263,7 @@ def command_key(value: str | Path) -> str:
     try:
         signing.load_public_key(Path(text))
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"{text}: not a readable Ed25519 public key ({exc})") from None
+        raise click.BadParameter(t("init.bad_command_key", path=text, error=exc)) from None
     return str(Path(text).absolute())
 
 
@@ -237,19 +272,18 @@ def _commands(key: Path | None, allow_unsigned: bool, interactive: bool,
     """The `commands:` section: the operations team's key (asked by default), or a lab's
     `unsigned: allow`, or nothing (the secure default: harmless commands only)."""
     if key is not None and allow_unsigned:
-        fail("--command-key and --allow-unsigned-commands contradict each other", EXIT_CONFIG,
-             as_json=as_json)
+        fail(t("init.key_and_unsigned"), EXIT_CONFIG, as_json=as_json)
     if allow_unsigned:
         return {"unsigned": "allow"}
     if key is not None:
         try:
             return {"public_key": command_key(key)}
         except click.BadParameter as exc:
-            fail(f"--command-key: {exc.message}", EXIT_CONFIG, as_json=as_json)
+            fail(t("init.bad_flag", flag="--command-key", error=exc.message), EXIT_CONFIG,
+                 as_json=as_json)
     if not interactive:
         return {}
-    chosen = _ask("operations team's command public key file (empty: none, remote commands "
-                  "read-only)", command_key, "")
+    chosen = _ask(t("init.ask.command_key"), command_key, "")
     return {"public_key": chosen} if chosen else {}
 
 
@@ -263,8 +297,7 @@ def write_config(doc: dict[str, Any], output: Path, as_json: bool) -> str:
     try:
         config_mod.parse(text, str(output))
     except ConfigError as exc:
-        fail("the answers do not make a valid config: " + "; ".join(exc.problems), EXIT_CONFIG,
-             as_json=as_json)
+        fail(t("init.invalid", problems="; ".join(exc.problems)), EXIT_CONFIG, as_json=as_json)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, config_option, fail, load_or_exit
+from agent.i18n import t
 
 
 @click.group("meters")
@@ -36,12 +37,11 @@ def meters_export(month: str, as_csv: bool, as_json: bool, config_path: Path) ->
     from agent.billing import export  # noqa: PLC0415
 
     if as_csv and as_json:
-        fail("give --csv or --json, not both", EXIT_CONFIG)
+        fail(t("meters.csv_and_json"), EXIT_CONFIG)
     config = load_or_exit(config_path)
     path = Path(config.buffer.path)
     if not path.exists():
-        fail(f"no outbox at {path}: the agent has not run here yet", EXIT_FAILURE,
-             as_json=as_json)
+        fail(t("meters.no_outbox", path=path), EXIT_FAILURE, as_json=as_json)
     try:
         db = export.open_history(path)
         try:
@@ -51,7 +51,7 @@ def meters_export(month: str, as_csv: bool, as_json: bool, config_path: Path) ->
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG, as_json=as_json)
     except sqlite3.Error as exc:
-        fail(f"cannot read {path}: {exc}", EXIT_FAILURE, as_json=as_json)
+        fail(t("buffer.cannot_read", path=path, error=exc), EXIT_FAILURE, as_json=as_json)
     if as_json:
         click.echo(json.dumps({"month": month, "meters": rows}, indent=1))
     elif as_csv:
@@ -65,14 +65,23 @@ def _table(month: str, rows: list[dict]) -> None:  # type: ignore[type-arg]
 
     from agent.cli_common import console  # noqa: PLC0415
 
-    table = Table(title=f"meter indexes, {month}")
+    table = Table(title=t("meters.title", month=month))
     for column in ("dwelling", "meter", "medium", "start", "end", "consumption"):
-        table.add_column(column)
+        table.add_column(t(f"meters.col.{column}"))
     for row in rows:
         start, end, used = row["start"], row["end"], row["consumption"] or {}
         table.add_row(row["dwelling"] or "—", f"{row['device']} {row['meter'] or ''}".strip(),
                       row["medium"] or "—",
-                      f"{start['x'] or '—'} {start['unit'] or ''}\n{start['provenance']}",
-                      f"{end['x'] or '—'} {end['unit'] or ''}\n{end['provenance']}",
+                      f"{start['x'] or '—'} {start['unit'] or ''}\n{_how(start['provenance'])}",
+                      f"{end['x'] or '—'} {end['unit'] or ''}\n{_how(end['provenance'])}",
                       f"{used.get('x', '—')} {used.get('unit') or ''}")
     console().print(table)
+
+
+def _how(provenance: str) -> str:
+    """`meter 2026-11-01`, `reading -120s`, `interpolated A..B`, `missing` (the export's words,
+    kept as they are in CSV and JSON) in the technician's language for the table."""
+    word, _, rest = provenance.partition(" ")
+    if word in ("meter", "reading", "interpolated", "missing"):
+        return t(f"meters.how.{word}", rest=rest).strip()
+    return provenance

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, emit_json, fail, json_option
+from agent.i18n import t
 
 
 @click.group("release")
@@ -55,14 +56,14 @@ def release_build(wheels: Path, key_path: Path, new_key: bool, out_dir: Path,
     if as_json:
         emit_json(result)
         return
-    click.echo(f"{built.bundle}: batigate {doc['version']}, {len(doc['wheels'])} wheels, "
-               f"{doc['size']} bytes, sha256 {doc['sha256']}, signed by {doc['key']}")
-    click.echo(f"manifest: {built.manifest}")
+    click.echo(t("release.built", bundle=built.bundle, version=doc["version"],
+                 wheels=len(doc["wheels"]), size=doc["size"], sha256=doc["sha256"],
+                 key=doc["key"]))
+    click.echo(t("release.manifest", path=built.manifest))
     if new_key:
-        click.echo(f"release key: {key_path} (0600); give {result['public_key']} to the gateways "
-                   "as update.public_key")
+        click.echo(t("release.new_key", path=key_path, public=result["public_key"]))
     if url:
-        click.echo("update.install args: " + json.dumps(result["update_install"]))
+        click.echo(t("release.install_args", args=json.dumps(result["update_install"])))
 
 
 @release_group.command("verify")
@@ -92,5 +93,5 @@ def release_verify(bundle: Path, pub_path: Path, manifest: Path | None, as_json:
         emit_json({"ok": True, "version": doc["version"], "sha256": doc["sha256"],
                    "size": doc["size"], "wheels": len(doc["wheels"])})
     else:
-        click.echo(f"{bundle}: OK (batigate {doc['version']}, {len(doc['wheels'])} wheels, "
-                   f"signature by {release.fingerprint(key)})")
+        click.echo(t("release.verified", bundle=bundle, version=doc["version"],
+                     wheels=len(doc["wheels"]), key=release.fingerprint(key)))

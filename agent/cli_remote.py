@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, emit_json, fail, json_option
+from agent.i18n import t
 
 DEFAULT_KEY = "~/.config/batigate/command.key"
 
@@ -35,7 +36,7 @@ class Context:
             return None
         path = self.sign_key or Path(DEFAULT_KEY).expanduser()
         if self.sign_key is None and not path.exists():
-            click.echo(f"note: no command key at {path}: commands go unsigned", err=True)
+            click.echo(t("remote.no_key", path=path), err=True)
             return None
         try:
             return commands.load_key(path)
@@ -67,13 +68,13 @@ def parse_args(words: tuple[str, ...], as_json: str | None) -> dict[str, Any]:
         try:
             out = json.loads(as_json)
         except ValueError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--args") from None
+            raise click.BadParameter(t("remote.not_json", error=exc), param_hint="--args") from None
         if not isinstance(out, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--args")
+            raise click.BadParameter(t("remote.not_object"), param_hint="--args")
     for word in words:
         name, sep, value = word.partition("=")
         if not sep or not name:
-            raise click.BadParameter(f"{word!r}: arguments are key=value", param_hint="ARGS")
+            raise click.BadParameter(t("remote.bad_arg", word=word), param_hint="ARGS")
         try:
             out[name] = json.loads(value)
         except ValueError:
@@ -86,7 +87,7 @@ async def targets_of(link: Any, gateway: str | None, site: str | None) -> list[A
 
     if gateway is None:
         if site is None:
-            raise click.UsageError("name a GATEWAY (SITE/GW or GW) or --site SITE")
+            raise click.UsageError(t("remote.name_gateway"))
         return await commands.site_gateways(link, site)
     if "/" in gateway:
         site_part, _, gw = gateway.partition("/")
@@ -156,8 +157,8 @@ def keys_gen(out: Path) -> None:
         public = commands.generate_key(out.expanduser())
     except FileExistsError as exc:
         fail(str(exc), EXIT_CONFIG)
-    click.echo(f"private key: {out.expanduser()} (0600, keep it here)")
-    click.echo(f"public key:  {public} (gateway.yaml: commands.public_key)")
+    click.echo(t("remote.private_key", path=out.expanduser()))
+    click.echo(t("remote.public_key", path=public))
 
 
 @remote_group.command("cmd")
@@ -191,15 +192,14 @@ def cmd(ctx: Context, words: tuple[str, ...], site: str | None, args_json: str |
     elif len(words) >= 2:
         gateway, op, rest = words[0], words[1], words[2:]
     else:
-        raise click.UsageError("give GATEWAY OP, or --site SITE OP")
+        raise click.UsageError(t("remote.usage"))
     args = parse_args(rest, args_json)
     key = ctx.key()
 
     async def body(connected: link.Link) -> int:
         targets = await targets_of(connected, gateway, site)
         if not targets:
-            fail(f"no gateway found in site {site!r} (no retained state)", EXIT_FAILURE,
-                 as_json=as_json)
+            fail(t("remote.no_gateway", site=site), EXIT_FAILURE, as_json=as_json)
         sender = commands.Sender(connected, key=key, by=link.operator_name(), ttl=ttl,
                                  first_timeout=timeout, final_timeout=final_wait,
                                  concurrency=concurrency)

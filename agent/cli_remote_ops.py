@@ -11,6 +11,7 @@ import click
 
 from agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, emit_json, fail, json_option
 from agent.cli_remote import Context, run, targets_of
+from agent.i18n import english, t
 
 
 @click.group("config")
@@ -55,24 +56,24 @@ def config_apply(ctx: Context, file: Path, gateway: str, yes: bool, confirm_with
     async def _apply(connected: Any, sender: Any, target: Any) -> int:
         got = await sender.run(target, "config.get", {})
         if not got.ok:
-            fail(f"{target}: config.get: {got.status} {got.as_dict()['error'] or ''}",
-                 as_json=as_json)
+            fail(t("remote.config_get_failed", target=target, status=got.status,
+                   error=got.as_dict()["error"] or ""), as_json=as_json)
         running = got.final["result"]
         try:
             new, plan, lines = apply.prepare(text, str(file), running["config"])
         except ConfigError as exc:
             for line in exc.problems:
                 click.echo(line, err=True)
-            fail(f"{len(exc.problems)} problem(s) in {file}; nothing sent", EXIT_CONFIG,
+            fail(t("remote.problems", count=len(exc.problems), file=file), EXIT_CONFIG,
                  as_json=as_json, problems=exc.problems)
         report: dict[str, Any] = {"gateway": str(target), "plan": plan.as_dict(), "diff": lines}
         if not as_json:
-            click.echo("\n".join(lines) or "(no difference)")
-            click.echo("plan: " + "; ".join(plan.lines()))
+            click.echo("\n".join(lines) or t("remote.no_difference"))
+            click.echo(t("remote.plan", plan="; ".join(plan.lines())))
         if plan.empty and not lines:
-            return _done(report, True, "nothing to apply")
-        if not yes and not click.confirm(f"apply to {target}?", err=True):
-            return _done(report, False, "not applied")
+            return _done(report, True, t("remote.nothing_to_apply"))
+        if not yes and not click.confirm(t("remote.apply_to", target=target), err=True):
+            return _done(report, False, t("remote.not_applied"))
         states = await sender.run(target, "ping", {})
         old_sess = (states.final or {}).get("result", {}).get("sess") if states.ok else None
         applied = await sender.run(target, "config.apply",
@@ -92,17 +93,17 @@ def config_apply(ctx: Context, file: Path, gateway: str, yes: bool, confirm_with
             if not confirmed.ok:
                 return _done(report, False, f"config.confirm: {confirmed.status}")
         elif not as_json:
-            click.echo("not confirming (" + ("; ".join(health.reasons) or "--no-confirm")
-                       + "): the gateway rolls back by itself", err=True)
+            click.echo(t("remote.not_confirming",
+                         why="; ".join(health.reasons) or "--no-confirm"), err=True)
         final = await sender.follow(applied)
         report["final"] = final.as_dict()
         good = final.ok and health.ok and not no_confirm
-        return _done(report, good, f"final answer: {final.status} "
-                     f"{final.as_dict()['error'] or ''}".strip())
+        answer = f"{final.status} {final.as_dict()['error'] or ''}".strip()
+        return _done(report, good, t("remote.final", answer=answer))
 
     def _done(report: dict[str, Any], good: bool, line: str) -> int:
         if as_json:
-            emit_json({"ok": good, **report, "outcome": line})
+            emit_json({"ok": good, **report, "outcome": english(line)})
         else:
             click.secho(line, fg="green" if good else "red")
         return 0 if good else EXIT_FAILURE
@@ -146,8 +147,7 @@ def update(ctx: Context, bundle: Path, url: str, site: str | None, gateways: tup
     args = release.install_args(doc, url)
     key = ctx.key()
     if key is None:
-        fail("update.install must be signed: give --sign-key (or make one: remote keys gen)",
-             EXIT_CONFIG, as_json=as_json)
+        fail(t("remote.must_sign"), EXIT_CONFIG, as_json=as_json)
 
     async def body(connected: link.Link) -> int:
         if gateways:
@@ -155,12 +155,12 @@ def update(ctx: Context, bundle: Path, url: str, site: str | None, gateways: tup
         else:
             targets = await targets_of(connected, None, site)
         if not targets:
-            fail("no gateway to update", EXIT_FAILURE, as_json=as_json)
+            fail(t("remote.no_gateway_to_update"), EXIT_FAILURE, as_json=as_json)
         first = None
         if canary is not None:
             first, = await targets_of(connected, canary, site)
             if first not in targets:
-                fail(f"--canary {first} is not among the gateways to update", EXIT_CONFIG,
+                fail(t("remote.canary_not_target", canary=first), EXIT_CONFIG,
                      as_json=as_json)
         sender = commands.Sender(connected, key=key, by=link.operator_name(),
                                  final_timeout=final_wait, concurrency=concurrency)
@@ -175,11 +175,11 @@ def update(ctx: Context, bundle: Path, url: str, site: str | None, gateways: tup
 
             render.results(f"update.install {doc['version']}", report.results)
             if report.canary_health:
-                click.secho(f"canary {report.canary} not healthy: "
-                            + "; ".join(report.canary_health), fg="red")
+                click.secho(t("remote.canary_unhealthy", canary=report.canary,
+                              why="; ".join(report.canary_health)), fg="red")
             if report.skipped:
-                click.secho(f"stopped after the canary; not updated: "
-                            f"{', '.join(map(str, report.skipped))}", fg="red")
+                click.secho(t("remote.stopped_after_canary",
+                              gateways=", ".join(map(str, report.skipped))), fg="red")
         return 0 if report.ok else EXIT_FAILURE
 
     run(ctx, body)

@@ -19,6 +19,7 @@ import click
 
 from agent.cli_common import (EXIT_CONFIG, EXIT_FAILURE, complete_bus, config_option, console,
                               emit_json, fail, json_option, load_or_exit, progress, run)
+from agent.i18n import t
 
 
 @click.group("scan")
@@ -33,9 +34,9 @@ def _parse_ids(text: str, low: int, high: int) -> list[int]:
         try:
             start, end = int(first), int(last or first)
         except ValueError:
-            raise click.BadParameter(f"{part!r}: write ranges like 1-247 or lists like 1,5,17")
+            raise click.BadParameter(t("scan.bad_ids", part=part)) from None
         if not low <= start <= end <= high:
-            raise click.BadParameter(f"{part!r}: ids go from {low} to {high}")
+            raise click.BadParameter(t("scan.ids_range", part=part, low=low, high=high))
         ids.update(range(start, end + 1))
     return sorted(ids)
 
@@ -43,8 +44,8 @@ def _parse_ids(text: str, low: int, high: int) -> list[int]:
 def _bus_or_exit(config: Any, bus_id: str, drivers: tuple[str, ...]) -> Any:
     bus = next((b for b in config.buses if b.id == bus_id), None)
     if bus is None or bus.driver not in drivers:
-        fitting = ", ".join(b.id for b in config.buses if b.driver in drivers) or "none"
-        fail(f"no {'/'.join(drivers)} bus {bus_id!r} in the config; such buses: {fitting}",
+        fitting = ", ".join(b.id for b in config.buses if b.driver in drivers) or t("none")
+        fail(t("scan.no_bus", drivers="/".join(drivers), bus=bus_id, fitting=fitting),
              EXIT_CONFIG)
     return bus
 
@@ -53,8 +54,7 @@ def _refuse_if_agent_runs(config: Any) -> None:
     from agent import control  # noqa: PLC0415
 
     if run(control.running(Path(config.control.socket))):
-        fail("the agent is running and owns the buses: stop it first "
-             "(systemctl stop batigate), scan, then start it again", EXIT_FAILURE)
+        fail(t("scan.agent_running"), EXIT_FAILURE)
 
 
 # -- Modbus ---------------------------------------------------------------------------------------
@@ -96,9 +96,9 @@ def scan_modbus(bus_id: str, ids: str, timeout: float, add: bool, profile: str |
         return
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title=f"{len(found)} unit(s) answer on {bus.id}")
+    table = Table(title=t("scan.modbus.title", count=len(found), bus=bus.id))
     for column in ("unit", "vendor", "product", "revision"):
-        table.add_column(column)
+        table.add_column(t(f"scan.modbus.col.{column}"))
     for unit in found:
         ident = unit["identification"] or {}
         table.add_row(str(unit["unit"]), ident.get("vendor", "—"), ident.get("product", "—"),
@@ -119,12 +119,12 @@ async def _scan_modbus(bus: Any, units: list[int], timeout: float,
         try:
             await link.open(max(timeout, 2.0))
         except DeviceUnavailable as exc:
-            return [], f"bus {bus.id}: {exc}"
+            return [], t("scan.bus_error", bus=bus.id, error=exc)
         # Every unit is found first, identified after: a device that mishandles FC 43 (libmodbus
         # answers it late over TCP; over RTU it misreads the frame, and so do the other libmodbus
         # slaves that hear it) then cannot hide the units probed after it.
         with progress() as bar:
-            task = bar.add_task(f"scanning {bus.id}", total=len(units), visible=not quiet)
+            task = bar.add_task(t("scan.scanning", bus=bus.id), total=len(units), visible=not quiet)
             for unit in units:
                 try:
                     await link.open(max(timeout, 2.0))
@@ -135,7 +135,7 @@ async def _scan_modbus(bus: Any, units: list[int], timeout: float,
                 except DeviceUnavailable:
                     pass
                 bar.advance(task)
-            task = bar.add_task("identification", total=len(found), visible=not quiet)
+            task = bar.add_task(t("scan.identification"), total=len(found), visible=not quiet)
             for entry in found:
                 entry["identification"] = await _identify(link, entry["unit"], timeout)
                 bar.advance(task)
@@ -212,16 +212,16 @@ def scan_mbus(bus_id: str, primary: bool, secondary: bool, addresses: str, timeo
         return
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title=f"{len(found)} meter(s) on {bus.id}")
-    for column in ("found by", "primary", "id", "manufacturer", "version", "medium"):
-        table.add_column(column)
+    table = Table(title=t("scan.mbus.title", count=len(found), bus=bus.id))
+    for column in ("how", "primary", "id", "manufacturer", "version", "medium"):
+        table.add_column(t(f"scan.mbus.col.{column}"))
     for meter in found:
-        table.add_row(meter["how"], str(meter["primary"]), meter["id"],
+        table.add_row(t(f"scan.mbus.how.{meter['how']}"), str(meter["primary"]), meter["id"],
                       meter["manufacturer"] or "—", str(meter["version"]), meter["medium"] or "—")
     console().print(table)
     for collision in result.collisions:
-        click.secho(f"collision at {collision}: {_collision_advice(collision, meters)}",
-                    fg="yellow", err=True)
+        click.secho(t("scan.mbus.collision", where=_collision_where(collision),
+                      advice=_collision_advice(collision, meters)), fg="yellow", err=True)
     _print_added(added, add)
 
 
@@ -231,10 +231,16 @@ def _collision_advice(collision: str, meters: list[Any]) -> str:
     shared = [m.id for m in meters if kind == "primary" and m.how == "secondary"
               and str(m.primary) == where]
     if shared:
-        return (f"{len(shared)} meters share this primary address ({', '.join(shared)}); they "
-                "are read by secondary address (as --add writes them), or give them distinct "
-                "primary addresses")
-    return "several meters answer there; check the wiring or give them distinct primary addresses"
+        return t("scan.mbus.shared", count=len(shared), meters=", ".join(shared))
+    return t("scan.mbus.several")
+
+
+def _collision_where(collision: str) -> str:
+    """`primary 0` / `secondary 1234FFFF...` (the scan's words) in the technician's language."""
+    kind, _, where = collision.partition(" ")
+    if kind in ("primary", "secondary"):
+        return t(f"scan.mbus.at.{kind}", where=where)
+    return collision
 
 
 def _unique(meters: list[Any]) -> list[Any]:
@@ -257,7 +263,9 @@ async def _scan_mbus(bus: Any, primary: bool, secondary: bool, addresses: list[i
 
         def report(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{phase} search", total=total, visible=not quiet)
+                label = t(f"scan.mbus.phase.{phase}") if phase in ("primary", "secondary") \
+                    else phase
+                tasks[phase] = bar.add_task(label, total=total, visible=not quiet)
             bar.update(tasks[phase], completed=done)
 
         return await scan(bus, primary=primary, secondary=secondary, addresses=addresses,
@@ -338,21 +346,28 @@ def _wmbus_table(driver: Any, *, final: bool) -> Any:
 
     heard = sorted(driver.reception.table(), key=lambda h: (h.rssi is None, -(h.rssi or 0)))
     extra = driver.stats.extra
-    state = "" if final else (" — listening" if extra.get("receiving") else " — opening the receiver")
-    table = Table(title=f"{len(heard)} meter(s) heard on {driver.bus.id}{state}",
-                  caption=f"telegrams {extra['telegrams']}, repeats {extra['duplicates']}, "
-                          f"bad CRC {extra['bad_crc']}, undecryptable {extra['undecryptable']}, "
-                          f"garbage bytes {driver.stats.garbage}")
-    for column in ("id", "manufacturer", "medium", "version", "encrypted", "key", "RSSI dBm",
-                   "count", "last heard", "device"):
-        table.add_column(column)
+    state = "" if final else t("scan.wmbus.listening" if extra.get("receiving")
+                               else "scan.wmbus.opening")
+    table = Table(title=t("scan.wmbus.title", count=len(heard), bus=driver.bus.id) + state,
+                  caption=t("scan.wmbus.caption", telegrams=extra["telegrams"],
+                            repeats=extra["duplicates"], bad_crc=extra["bad_crc"],
+                            undecryptable=extra["undecryptable"], garbage=driver.stats.garbage))
+    for column in ("id", "manufacturer", "medium", "version", "encrypted", "key", "rssi",
+                   "count", "last", "device"):
+        table.add_column(t(f"scan.wmbus.col.{column}"))
     now = time.time()
     for h in heard:
         table.add_row(h.id, h.manufacturer or "—", h.medium or "—",
                       "—" if h.version is None else str(h.version),
-                      "?" if h.encrypted is None else ("yes" if h.encrypted else "no"), h.key,
-                      "—" if h.rssi is None else f"{h.rssi:.0f}", str(h.count),
-                      f"{now - h.last_heard:.0f}s ago", h.configured or "—")
+                      "?" if h.encrypted is None else t(f"value.{str(h.encrypted).lower()}"),
+                      _key_state(h.key), "—" if h.rssi is None else f"{h.rssi:.0f}", str(h.count),
+                      t("scan.wmbus.ago", s=f"{now - h.last_heard:.0f}"), h.configured or "—")
+    return table
+
+
+def _key_state(key: str) -> str:
+    """The reception table's `yes` / `no` / `wrong` / `-` in the technician's language."""
+    return t(f"scan.wmbus.key.{key}") if key in ("yes", "no", "wrong") else key
     return table
 
 
@@ -379,9 +394,8 @@ def _maybe_add(config_path: Path, entries: list[dict[str, Any]], add: bool,
     try:
         config_mod.parse(new_text, str(config_path))
     except ConfigError as exc:
-        fail("the found devices cannot be added as they are (the config is unchanged): "
-             + "; ".join(exc.problems[:5]) + " — add them by hand or pick another --profile",
-             EXIT_FAILURE, as_json=as_json)
+        fail(t("scan.cannot_add", problems="; ".join(exc.problems[:5])), EXIT_FAILURE,
+             as_json=as_json)
     backup = config_path.with_name(config_path.name + ".bak")
     backup.write_text(text, encoding="utf-8")
     tmp = config_path.with_name(f".{config_path.name}.tmp")
@@ -420,8 +434,8 @@ def add_devices(text: str, entries: list[dict[str, Any]]) -> str:
 
 def _print_added(added: list[str], asked: bool) -> None:
     if added:
-        click.echo(f"added to the config: {', '.join(added)} (previous file kept as .bak)")
+        click.echo(t("scan.added", devices=", ".join(added)))
     elif asked:
-        click.echo("nothing new to add (already in the config)")
+        click.echo(t("scan.nothing_new"))
     else:
-        click.echo("add them with --add (and --profile NAME), or write them in the config")
+        click.echo(t("scan.how_to_add"))

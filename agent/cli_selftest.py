@@ -19,7 +19,7 @@ import click
 
 from agent.cli_common import (EXIT_FAILURE, config_option, console, emit_json, json_option,
                               load_or_exit, run)
-from agent.i18n import t
+from agent.i18n import english, t
 
 
 @dataclass
@@ -45,8 +45,8 @@ def selftest(config_path: Path, timeout: float, as_json: bool) -> None:
       batigate selftest --json | jq '.checks[] | select(.result != "ok")'
     """
     config = load_or_exit(config_path)
-    checks = [Check("config", "ok", f"{config_path}: {len(config.buses)} bus(es), "
-                                    f"{len(config.devices)} device(s)")]
+    checks = [Check("config", "ok", t("selftest.detail.config", path=config_path,
+                                      buses=len(config.buses), devices=len(config.devices)))]
     checks += certificate_checks(config)
     if as_json:
         checks += run(_network_checks(config, timeout))
@@ -56,7 +56,9 @@ def selftest(config_path: Path, timeout: float, as_json: bool) -> None:
     checks += outbox_checks(config)
     failed = any(c.result == "fail" for c in checks)
     if as_json:
-        emit_json({"ok": not failed, "checks": [asdict(c) for c in checks]})
+        # --json stays English: the detail and fix messages were made by t() and know their key
+        emit_json({"ok": not failed, "checks": [
+            {**asdict(c), "detail": english(c.detail), "fix": english(c.fix)} for c in checks]})
     else:
         _print(checks)
     if failed:
@@ -68,10 +70,10 @@ def certificate_checks(config: Any) -> list[Check]:
 
     tls = config.mqtt.tls
     if tls is None:
-        return [Check("tls", "warn", "TLS is off (tls: false)", t("selftest.fix.tls_off"))]
+        return [Check("tls", "warn", t("selftest.detail.tls_off"), t("selftest.fix.tls_off"))]
     out: list[Check] = []
     if tls.cert is None:
-        out.append(Check("certificate", "warn", "no client certificate configured",
+        out.append(Check("certificate", "warn", t("selftest.detail.no_cert"),
                          t("selftest.fix.no_cert")))
     problems = diagnose.local_problems(tls, config.gateway.id)
     for problem in problems:
@@ -81,14 +83,16 @@ def certificate_checks(config: Any) -> list[Check]:
 
         soon = watch.expiring(Path(tls.cert), time.time())
         if soon is not None:
-            out.append(Check("certificate", "warn", f"expires on {soon['not_after']} "
-                             f"({soon['days_left']} days)", t("selftest.fix.renew")))
+            out.append(Check("certificate", "warn",
+                             t("selftest.detail.expires", date=soon["not_after"],
+                               days=soon["days_left"]), t("selftest.fix.renew")))
         else:
-            out.append(Check("certificate", "ok", f"{tls.cert} valid, chains to the CA"))
+            out.append(Check("certificate", "ok", t("selftest.detail.cert_ok", cert=tls.cert)))
     if tls.key is not None and Path(tls.key).exists():
         mode = stat.S_IMODE(Path(tls.key).stat().st_mode)
         if mode & 0o077:
-            out.append(Check("key", "fail", f"{tls.key} has mode {mode:o}: others can read it",
+            out.append(Check("key", "fail", t("selftest.detail.key_mode", key=tls.key,
+                                              mode=f"{mode:o}"),
                              t("selftest.fix.key_mode", key=tls.key)))
     return out
 
@@ -121,38 +125,40 @@ async def _bus_check(bus: Any, timeout: float) -> Check:
                 _, writer = await asyncio.open_connection(host, int(port or 502))
             writer.close()
         except (OSError, TimeoutError) as exc:
-            return Check(name, "fail", f"{host}:{port} unreachable ({exc or 'timeout'})",
+            return Check(name, "fail", t("selftest.detail.unreachable", host=host, port=port,
+                                         error=str(exc) or t("selftest.detail.timeout")),
                          t("selftest.fix.unreachable"))
-        return Check(name, "ok", f"{host}:{port} accepts connections")
+        return Check(name, "ok", t("selftest.detail.reachable", host=host, port=port))
     if isinstance(port, str):
         path = Path(port)
         if not path.exists():
-            return Check(name, "fail", f"serial port {port} not found",
+            return Check(name, "fail", t("selftest.detail.no_serial", port=port),
                          t("selftest.fix.no_serial"))
         if not os.access(path, os.R_OK | os.W_OK):
-            return Check(name, "fail", f"no read/write permission on {port}",
+            return Check(name, "fail", t("selftest.detail.serial_perm", port=port),
                          t("selftest.fix.serial_perm"))
-        return Check(name, "ok", f"serial port {port} present")
-    return Check(name, "ok", f"driver {bus.driver}")
+        return Check(name, "ok", t("selftest.detail.serial_ok", port=port))
+    return Check(name, "ok", t("selftest.detail.driver", driver=bus.driver))
 
 
 def outbox_checks(config: Any) -> list[Check]:
     path = Path(config.buffer.path)
     folder = path.parent
     if not folder.exists():
-        return [Check("outbox", "warn", f"{folder} does not exist yet",
+        return [Check("outbox", "warn", t("selftest.detail.no_folder", folder=folder),
                       t("selftest.fix.no_folder"))]
     if not os.access(folder, os.W_OK):
-        return [Check("outbox", "fail", f"{folder} is not writable",
+        return [Check("outbox", "fail", t("selftest.detail.folder_perm", folder=folder),
                       t("selftest.fix.folder_perm"))]
     checks: list[Check] = []
     free = os.statvfs(folder)
     free_mb = free.f_bavail * free.f_frsize / 2**20
     if free_mb < config.buffer.max_mb:
-        checks.append(Check("disk", "warn", f"{free_mb:.0f} MB free for an outbox of up to "
-                            f"{config.buffer.max_mb:g} MB", t("selftest.fix.disk")))
+        checks.append(Check("disk", "warn", t("selftest.detail.disk", free=f"{free_mb:.0f}",
+                                              max=f"{config.buffer.max_mb:g}"),
+                            t("selftest.fix.disk")))
     if not path.exists():
-        return [*checks, Check("outbox", "ok", f"{path} will be created at the first start")]
+        return [*checks, Check("outbox", "ok", t("selftest.detail.outbox_new", path=path))]
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -161,15 +167,19 @@ def outbox_checks(config: Any) -> list[Check]:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        return [*checks, Check("outbox", "fail", f"{path}: {exc}",
+        return [*checks, Check("outbox", "fail", t("selftest.detail.outbox_error", path=path,
+                                                   error=exc),
                                t("selftest.fix.outbox_broken"))]
     if verdict != "ok":
-        return [*checks, Check("outbox", "fail", f"{path} is damaged: {verdict}",
+        return [*checks, Check("outbox", "fail", t("selftest.detail.outbox_damaged", path=path,
+                                                   verdict=verdict),
                                t("selftest.fix.outbox_damaged"))]
     import time  # noqa: PLC0415
 
-    waiting = "" if not depth else f", oldest {(time.time() - oldest) / 3600:.1f} h old"
-    return [*checks, Check("outbox", "ok", f"{path}: intact, {depth} message(s) waiting{waiting}")]
+    waiting = "" if not depth else t("selftest.detail.oldest",
+                                     hours=f"{(time.time() - oldest) / 3600:.1f}")
+    return [*checks, Check("outbox", "ok", t("selftest.detail.outbox_ok", path=path, depth=depth,
+                                             waiting=waiting))]
 
 
 def _print(checks: list[Check]) -> None:
@@ -180,6 +190,17 @@ def _print(checks: list[Check]) -> None:
         table.add_column(t(f"selftest.col.{column}"), overflow="fold")
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check in checks:
-        table.add_row(check.name, f"[{colours[check.result]}]{t('selftest.' + check.result)}[/]",
+        table.add_row(_name(check.name), f"[{colours[check.result]}]{t('selftest.' + check.result)}[/]",
                       check.detail, check.fix)
     console().print(table)
+
+
+def _name(name: str) -> str:
+    """The check's id (`bus rs485-1`, `outbox`; kept in --json) in the technician's language."""
+    kind, _, bus = name.partition(" ")
+    if kind == "bus" and bus:
+        return t("selftest.name.bus", bus=bus)
+    return t(f"selftest.name.{name}") if name in CHECK_NAMES else name
+
+
+CHECK_NAMES = ("config", "tls", "certificate", "key", "broker", "outbox", "disk")

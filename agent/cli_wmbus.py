@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from agent.cli_common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from agent.i18n import t
 
 DEFAULT_KEYS = Path("/etc/batigate/wmbus.keys")
 MAX_INPUT = 64 * 1024  # one telegram as hex is < 1 KiB; refuse to read a large file
@@ -38,14 +39,15 @@ def _read_hex(source: str) -> bytes:
             with path.open("rb") as handle:
                 text = handle.read(MAX_INPUT + 1).decode("ascii", errors="replace")
         except OSError as exc:
-            raise click.ClickException(f"{source}: {exc.strerror or exc}") from None
+            raise click.ClickException(t("wmbus.source_error", source=source,
+                                         error=exc.strerror or exc)) from None
         if len(text) > MAX_INPUT:
-            raise click.ClickException(f"{source}: more than {MAX_INPUT} bytes, not one telegram")
+            raise click.ClickException(t("wmbus.too_large", source=source, size=MAX_INPUT))
     compact = "".join(text.split())
     try:
         return bytes.fromhex(compact)
     except ValueError:
-        raise click.ClickException(f"{source[:40]}: not hexadecimal") from None
+        raise click.ClickException(t("wmbus.not_hex", source=source[:40])) from None
 
 
 @wmbus_group.command("decode")
@@ -75,7 +77,7 @@ def wmbus_decode(telegram: str, key_hex: str | None, keys_path: Path | None, fra
     try:
         keys = None
         if key_hex is not None and keys_path is not None:
-            raise KeyFileError("give --key or --keys, not both")
+            raise KeyFileError(t("wmbus.key_and_keys"))
         if key_hex is not None:
             from drivers.wmbus.keys import parse_key  # noqa: PLC0415
 
@@ -83,14 +85,15 @@ def wmbus_decode(telegram: str, key_hex: str | None, keys_path: Path | None, fra
         elif keys_path is not None:
             keys = KeyStore.load(keys_path)
     except KeyFileError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(t("error", message=exc), err=True)
         sys.exit(EXIT_CONFIG)
     frame = _read_hex(telegram)
     try:
         decoded = decode_telegram(frame, keys, frame_format=frame_format,
                                   stored_plaintext=plaintext)
     except TelegramError as exc:
-        who = f"meter {exc.header.id} ({exc.header.manufacturer}): " if exc.header else ""
+        who = t("wmbus.who", id=exc.header.id, manufacturer=exc.header.manufacturer) \
+            if exc.header else ""
         click.echo(f"{exc.reason}: {who}{exc}", err=True)
         sys.exit(EXIT_FAILURE)
     if as_json:
@@ -100,34 +103,34 @@ def wmbus_decode(telegram: str, key_hex: str | None, keys_path: Path | None, fra
     sys.exit(EXIT_OK)
 
 
-def _render(t) -> None:  # t: drivers.wmbus.Telegram
+def _render(tg) -> None:  # tg: drivers.wmbus.Telegram
     from rich.console import Console  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     console = Console(width=max(Console().width, 110))
-    enc = t.encryption
-    state = "none" if not (enc.mode or enc.ell) else (
-        f"mode {enc.mode}{' + ELL AES-CTR' if enc.ell else ''}, "
-        f"{'decrypted' if enc.decrypted else 'stored plaintext'}")
-    console.print(
-        f"id {t.id}  manufacturer {t.manufacturer}  version {t.version}  medium {t.medium}  "
-        f"access {t.access_number}  status 0x{(t.status or 0):02X}  encryption {state}",
-        highlight=False)
-    if t.meter_time:
-        console.print(f"meter time {t.meter_time.isoformat()}", highlight=False)
+    enc = tg.encryption
+    state = t("none") if not (enc.mode or enc.ell) else t(
+        "wmbus.encryption", mode=enc.mode, ell=" + ELL AES-CTR" if enc.ell else "",
+        how=t("wmbus.decrypted" if enc.decrypted else "wmbus.stored_plaintext"))
+    console.print(t("wmbus.header", id=tg.id, manufacturer=tg.manufacturer, version=tg.version,
+                    medium=tg.medium, access=tg.access_number,
+                    status=f"0x{(tg.status or 0):02X}", encryption=state), highlight=False)
+    if tg.meter_time:
+        console.print(t("wmbus.meter_time", time=tg.meter_time.isoformat()), highlight=False)
     table = Table()
     for col in ("#", "quantity", "value", "unit", "function", "storage", "tariff", "subunit"):
-        table.add_column(col, justify="right" if col in ("#", "value") else "left", overflow="fold")
-    for i, r in enumerate(t.records):
+        table.add_column("#" if col == "#" else t(f"wmbus.col.{col}"),
+                         justify="right" if col in ("#", "value") else "left", overflow="fold")
+    for i, r in enumerate(tg.records):
         value = "-" if r.value is None else (f"{r.value:.10g}" if isinstance(r.value, float)
                                              else str(r.value))
         cells = (r.quantity, value, r.unit or "", r.function)
         table.add_row(str(i), *map(escape, cells), str(r.storage), str(r.tariff), str(r.subunit))
     console.print(table)
-    if t.manufacturer_data:
-        console.print(f"manufacturer data ({len(t.manufacturer_data)} bytes): "
-                      f"{t.manufacturer_data.hex().upper()}", highlight=False)
+    if tg.manufacturer_data:
+        console.print(t("wmbus.manufacturer_data", size=len(tg.manufacturer_data),
+                        data=tg.manufacturer_data.hex().upper()), highlight=False)
 
 
 @wmbus_group.group("keys")
@@ -154,15 +157,16 @@ def keys_import(csv_file: Path, keys_path: Path) -> None:
         try:
             text = csv_file.read_text(encoding="utf-8-sig", errors="replace")
         except OSError as exc:
-            raise KeyFileError(f"{csv_file}: {exc.strerror or exc}") from None
+            raise KeyFileError(t("wmbus.source_error", source=csv_file,
+                                 error=exc.strerror or exc)) from None
         added, problems = import_csv(text, store, str(csv_file))
         for line in problems:
             click.echo(line, err=True)
         if added:
             store.save(keys_path)
     except (KeyFileError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(t("error", message=exc), err=True)
         sys.exit(EXIT_CONFIG)
-    click.echo(f"{added} keys read from {csv_file} ({len(store) - before} new meters); "
-               f"{len(store)} keys in {keys_path}; {len(problems)} lines refused")
+    click.echo(t("wmbus.imported", added=added, csv=csv_file, new=len(store) - before,
+                 total=len(store), keys=keys_path, refused=len(problems)))
     sys.exit(EXIT_FAILURE if problems or not added else EXIT_OK)

@@ -21,6 +21,7 @@ from agent.config_models import (BillingConfig, BufferConfig, BusConfig, Control
                                  DeviceConfig, GatewayConfig, HealthConfig, MqttConfig, PointConfig,
                                  RuleConfig, Strict, UpdateConfig)
 from agent.errors import ConfigError
+from agent.i18n import t
 from agent.local.config import LocalConfig
 from agent.yamlsource import Path_, dotted, line_of, load_with_lines
 
@@ -101,17 +102,36 @@ class _Problems:
             raise ConfigError([text for _, text in sorted(self.items, key=lambda it: it[0])])
 
 
+# pydantic's commonest complaints, in the technician's language (by error type; its context
+# gives the placeholders). Our own validators raise messages that are translated already.
+PYDANTIC_MESSAGES = {
+    "extra_forbidden": "config.unknown_key", "missing": "config.missing",
+    "int_type": "config.not_int", "int_parsing": "config.not_int",
+    "int_from_float": "config.not_int", "float_type": "config.not_number",
+    "float_parsing": "config.not_number", "bool_type": "config.not_bool",
+    "bool_parsing": "config.not_bool", "string_type": "config.not_text",
+    "list_type": "config.not_list", "dict_type": "config.not_mapping",
+    "model_type": "config.not_mapping", "greater_than": "config.greater_than",
+    "greater_than_equal": "config.greater_than_equal", "less_than": "config.less_than",
+    "less_than_equal": "config.less_than_equal", "literal_error": "config.one_of",
+    "enum": "config.one_of",
+}
+
+
 def _message(item: Any) -> str:
     kind = item["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required, missing"
     message = str(item["msg"])
     for noise in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(noise)
     if kind == "string_pattern_mismatch" and "a-z0-9" in message:
-        return "use lower-case letters, digits and '-' (or '_' in point names) only"
+        return t("config.bad_id")
+    if kind in PYDANTIC_MESSAGES:
+        ctx = item.get("ctx") or {}
+        limit = next((ctx[k] for k in ("gt", "ge", "lt", "le") if k in ctx), "")
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # a limit of 30 s is shown 30, as pydantic does
+        expected = str(ctx.get("expected", "")).replace(" or ", t("config.or"))
+        return t(PYDANTIC_MESSAGES[kind], limit=limit, expected=expected)
     return message
 
 
@@ -135,7 +155,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         raise ConfigError([f"{source}:{line}: (yaml): {what}"]) from None
     problems = _Problems(source, lines)
     if not isinstance(data, dict):
-        problems.add((), "the file must be a mapping with gateway:, mqtt:, buses:, devices:")
+        problems.add((), t("config.not_a_mapping"))
         problems.raise_if_any()
     try:
         top = FileModel.model_validate(data)
@@ -161,7 +181,7 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 def _load_plugin(group: str, name: Any, path: Path_, problems: _Problems) -> Any:
     if not isinstance(name, str):
-        problems.add(path, "required, missing" if name is None else "must be a name")
+        problems.add(path, t("config.missing" if name is None else "config.not_a_name"))
         return None
     try:
         return registry.load(group, name)
@@ -183,7 +203,7 @@ def _buses(raw: list[dict[str, Any]], problems: _Problems) -> dict[str, BusConfi
             problems.add_validation(exc, ("buses", index))
             continue
         if bus.id in buses:
-            problems.add(("buses", index, "id"), f"bus id {bus.id!r} is used twice")
+            problems.add(("buses", index, "id"), t("config.bus_twice", id=bus.id))
             continue
         buses[bus.id] = bus
     return buses
@@ -200,9 +220,9 @@ def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig], problems: _
     for index, item in enumerate(raw):
         bus_id = item.get("bus")
         if not isinstance(bus_id, str) or bus_id not in buses:  # a list is no key (fuzz)
-            known = ", ".join(sorted(buses)) or "none is declared"
-            problems.add(("devices", index, "bus"),
-                         f"unknown bus {bus_id!r}; declared buses: {known}")
+            known = ", ".join(sorted(buses)) or t("none")
+            problems.add(("devices", index, "bus"), t("config.unknown_bus", bus=bus_id,
+                                                      known=known))
             continue
         driver = registry.load(registry.DRIVERS, buses[bus_id].driver)
         try:
@@ -218,7 +238,7 @@ def _devices(raw: list[dict[str, Any]], buses: dict[str, BusConfig], problems: _
             problems.add_validation(exc, ("devices", index))
             continue
         if device.id in seen:
-            problems.add(("devices", index, "id"), f"device id {device.id!r} is used twice")
+            problems.add(("devices", index, "id"), t("config.device_twice", id=device.id))
             continue
         seen.add(device.id)
         devices.append(device)
@@ -246,13 +266,14 @@ def _rules(entries: list[tuple[Path_, dict[str, Any]]],
         except ValidationError as exc:
             if from_profile:  # a profile default made invalid by a device's override
                 for error in exc.errors():
-                    problems.add(path, f"default rule {item.get('id')!r}: "
-                                       f"{dotted(tuple(error['loc']))}: {_message(error)}")
+                    problems.add(path, t("config.default_rule", id=item.get("id"),
+                                         path=dotted(tuple(error["loc"])),
+                                         problem=_message(error)))
             else:
                 problems.add_validation(exc, path)
             continue
         if rule.id in seen:
-            problems.add((*path, "id"), f"rule id {rule.id!r} is used twice")
+            problems.add((*path, "id"), t("config.rule_twice", id=rule.id))
             continue
         seen.add(rule.id)
         rules.append((path, rule))
@@ -271,8 +292,7 @@ def _cross_check(devices: list[DeviceConfig], rules: list[tuple[Path_, RuleConfi
             field = "point" if "point" in type(rule).model_fields else "device"
             if ref.endswith("/*"):
                 if ref[:-2] not in device_ids:
-                    problems.add((*path, field), f"unknown device {ref[:-2]!r} in {ref!r}")
+                    problems.add((*path, field), t("config.unknown_device", device=ref[:-2],
+                                                   ref=ref))
             elif ref not in known:
-                problems.add((*path, field),
-                             f"unknown point {ref!r}; write it as device/point of a declared "
-                             f"device")
+                problems.add((*path, field), t("config.unknown_point", ref=ref))

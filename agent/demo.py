@@ -77,7 +77,7 @@ async def local_broker(workdir: Path) -> AsyncIterator[tuple[int, str]]:
                                                     start_new_session=True)
         try:
             await _wait_port(port)
-            console.print(f"[dim]broker: {binary} on 127.0.0.1:{port} (MQTT 5)[/]")
+            console.print(f"[dim]{t('demo.broker', broker=binary, port=port, mqtt='5')}[/]")
             yield port, "5"
         finally:
             proc.terminate()
@@ -88,7 +88,7 @@ async def local_broker(workdir: Path) -> AsyncIterator[tuple[int, str]]:
     broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}})
     await broker.start()
     try:
-        console.print(f"[dim]broker: embedded amqtt on 127.0.0.1:{port} (MQTT 3.1.1)[/]")
+        console.print(f"[dim]{t('demo.broker_embedded', port=port)}[/]")
         yield port, "3.1.1"
     finally:
         await broker.shutdown()
@@ -115,7 +115,7 @@ def _show(topic: str, payload: bytes, retained: bool) -> None:
     try:
         body = senml.decode(payload, "json")
     except ValueError:
-        console.print(f"[red]{topic}[/] (undecodable, {len(payload)} bytes)")
+        console.print(f"[red]{topic}[/] {t('demo.undecodable', size=len(payload))}")
         return
     short = topic.split("/", 3)[-1]
     flag = " [dim](retained)[/]" if retained else ""
@@ -150,9 +150,9 @@ async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss", 
         loop.add_signal_handler(sig, stop.set)
     building = Building(radio_interval=8.0)  # radio meters send every 8 s (T1 meters can)
     modbus_port, mbus_port = await building.start()
-    console.print(f"[dim]simulated building: modbus-tcp 127.0.0.1:{modbus_port}, "
-                  f"m-bus socket://127.0.0.1:{mbus_port}, radio (emulated iM871A) "
-                  f"socket://127.0.0.1:{building.radio_ports['im871a']}[/]")
+    building_line = t("demo.building", modbus=modbus_port, mbus=mbus_port,
+                      radio=building.radio_ports["im871a"])
+    console.print(f"[dim]{building_line}[/]")
     try:
         async with local_broker(workdir) as (broker_port, protocol):
             path = workdir / "gateway.yaml"

@@ -7,22 +7,23 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
+from agent.i18n import t
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)\s*$")
 
 
 def parse_duration(value: object) -> float:
     if isinstance(value, bool):
-        raise ValueError("a duration such as 500ms, 30s, 5m, 1h")  # noqa: TRY004 - pydantic wants ValueError
+        raise ValueError(t("config.duration"))  # noqa: TRY004 - pydantic wants ValueError
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (match := _PATTERN.match(value)):
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
-        msg = f"{value!r} is not a duration; write it like 500ms, 30s, 5m, 1h"
-        raise ValueError(msg)
+        raise ValueError(t("config.not_duration", value=value))
     if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
+        raise ValueError(t("config.duration_zero"))
     return seconds
 
 

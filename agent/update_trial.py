@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.durable import read_note, write_atomic
+from agent.i18n import t
 from agent.update import set_link
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,8 @@ def check_at_start(releases: Path, *, now: float) -> str | None:
     if trial is None or now < trial.deadline:
         return None
     rollback(releases, reason="not healthy in time (found at start)", now=now)
-    return (f"agent update {trial.version} (command {trial.cmd_id}) was not healthy in time: "
-            f"back to {trial.previous}")
+    return t("run.update_rolled_back", version=trial.version, cmd=trial.cmd_id,
+             previous=trial.previous)
 
 
 def enter_current(releases: Path, argv: list[str]) -> str | None:
@@ -137,12 +138,12 @@ def enter_current(releases: Path, argv: list[str]) -> str | None:
             return None
         target = current.resolve()
     except OSError as exc:
-        return f"cannot read {current} ({exc}): running the built-in agent"
+        return t("run.current_unreadable", current=current, error=exc)
     if target == Path(sys.prefix).resolve():
         return None
     program = target / "bin" / "batigate"
     if not os.access(program, os.X_OK):
-        return f"{program} is missing or not executable: running the built-in agent"
+        return t("run.program_missing", program=program)
     log.info("running the release in force: %s", target)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

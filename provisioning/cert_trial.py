@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.durable import read_note, write_atomic
+from agent.i18n import t
 from provisioning import certs
 
 log = logging.getLogger(__name__)
@@ -105,5 +106,4 @@ def check_at_start(cert_path: Path, key_path: Path, *, now: float) -> str | None
     if trial is None or now < trial.deadline:
         return None
     rollback(cert_path, key_path, reason="no broker connection in time (found at start)", now=now)
-    return (f"client certificate {trial.serial} (command {trial.cmd_id}) did not reach the broker "
-            "in time: the previous certificate is back")
+    return t("run.cert_rolled_back", serial=trial.serial, cmd=trial.cmd_id)

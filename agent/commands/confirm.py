@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.durable import fsync_dir, read_note, write_atomic
+from agent.i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -148,4 +149,4 @@ def check_at_start(path: Path, *, now: float) -> str | None:
     if record is None or now < record.deadline:
         return None
     rollback(path, reason="not confirmed in time (found at start)", now=now)
-    return f"config apply {record.cmd_id} was not confirmed in time: previous config restored"
+    return t("run.config_rolled_back", cmd=record.cmd_id)

@@ -48,10 +48,29 @@ def language() -> str:
     return _current or set_language(None)
 
 
-def t(key: str, lang: str | None = None, **values: object) -> str:
+class Message(str):
+    """A translated message that still knows its key: `--json` output asks it for the English
+    text (`english()`), since machine output is never translated."""
+
+    __slots__ = ("key", "values")
+    key: str
+    values: dict[str, object]
+
+    def english(self) -> str:
+        return t(self.key, "en", **self.values)
+
+
+def t(key: str, lang: str | None = None, /, **values: object) -> str:
     """The message `key` in `lang` (default: the language in force), placeholders filled in.
     An unknown key is a bug that the catalog test catches; at run time it shows the key itself
     rather than failing in front of a technician."""
     catalog = CATALOGS[parse(lang) if lang else language()]
     text = catalog.get(key) or en.MESSAGES.get(key) or key
-    return text.format(**values) if values else text
+    message = Message(text.format(**values) if values else text)
+    message.key, message.values = key, values
+    return message
+
+
+def english(message: str) -> str:
+    """The English text of a message made by `t()` (any other string as it is)."""
+    return message.english() if isinstance(message, Message) else message

@@ -6,7 +6,15 @@ import json
 import time
 from typing import Any
 
+from agent.i18n import t
 from agent.remote.commands import Result, summary
+
+# Column ids (their headers are the messages remote.col.<id>)
+RESULT_COLUMNS = ("gateway", "status", "code", "result")
+FLEET_COLUMNS = ("site", "gateway", "online", "version", "config", "outbox", "oldest", "alarms",
+                 "cert_days", "clock", "health")
+ALARM_COLUMNS = ("site", "gateway", "alarm", "severity", "where", "value", "since", "acked",
+                 "message")
 
 
 def _console() -> Any:
@@ -15,12 +23,12 @@ def _console() -> Any:
     return Console(highlight=False, soft_wrap=False)
 
 
-def _table(title: str, columns: list[str]) -> Any:
+def _table(title: str, columns: tuple[str, ...]) -> Any:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        table.add_column(t(f"remote.col.{column}"))
     return table
 
 
@@ -30,7 +38,7 @@ def _short(value: Any, width: int = 60) -> str:
 
 
 def results(op: str, done: list[Result]) -> None:
-    table = _table(f"{op}: {len(done)} gateway(s)", ["gateway", "status", "code", "result/error"])
+    table = _table(t("remote.results", op=op, count=len(done)), RESULT_COLUMNS)
     for r in sorted(done, key=lambda r: str(r.target)):
         row = r.as_dict()
         colour = "green" if r.ok else "red"
@@ -38,7 +46,8 @@ def results(op: str, done: list[Result]) -> None:
                       _short(row["error"] if row["error"] else row["result"]))
     console = _console()
     console.print(table)
-    console.print("summary: " + ", ".join(f"{k} {v}" for k, v in sorted(summary(done).items())))
+    console.print(t("remote.summary", counts=", ".join(f"{k} {v}" for k, v in
+                                                    sorted(summary(done).items()))))
 
 
 def _age(seconds: Any) -> str:
@@ -51,28 +60,27 @@ def _age(seconds: Any) -> str:
 
 
 def fleet(rows: list[dict[str, Any]]) -> Any:
-    table = _table(f"fleet at {time.strftime('%H:%M:%S')}: {len(rows)} gateway(s), "
-                   f"{sum(1 for r in rows if r['online'])} online",
-                   ["site", "gateway", "online", "version", "config", "outbox", "oldest",
-                    "alarms", "cert days", "clock", "health"])
+    table = _table(t("remote.fleet", time=time.strftime("%H:%M:%S"), count=len(rows),
+                     online=sum(1 for r in rows if r["online"])), FLEET_COLUMNS)
     for r in rows:
-        online = {True: "[green]yes[/]", False: "[red]no[/]"}.get(r["online"], "?")
+        online = {True: f"[green]{t('value.true')}[/]",
+                  False: f"[red]{t('value.false')}[/]"}.get(r["online"], "?")
         cert = r["cert_days"]
-        clock = {True: "sync", False: "[yellow]no sync[/]"}.get(r["clock_synced"], "-")
+        clock = {True: t("remote.sync"),
+                 False: f"[yellow]{t('remote.no_sync')}[/]"}.get(r["clock_synced"], "-")
         table.add_row(r["site"], r["gateway"], online, str(r["version"] or "-"),
                       str(r["config"] or "-"),
                       "-" if r["outbox_depth"] is None else str(r["outbox_depth"]),
                       _age(r["outbox_oldest_age"]),
                       f"[red]{r['alarms']}[/]" if r["alarms"] else "0",
                       "-" if cert is None else f"{cert:.0f}", clock,
-                      "-" if r["health_age"] is None else f"{_age(r['health_age'])} ago")
+                      "-" if r["health_age"] is None else t("remote.ago",
+                                                             age=_age(r["health_age"])))
     return table
 
 
 def alarms(active: list[dict[str, Any]]) -> None:
-    table = _table(f"{len(active)} active alarm(s)",
-                   ["site", "gateway", "alarm", "severity", "device/point", "value", "since",
-                    "acked", "message"])
+    table = _table(t("dash.alarms", count=len(active)), ALARM_COLUMNS)
     for a in active:
         since = a.get("since")
         where = "/".join(str(a[k]) for k in ("device", "point") if a.get(k))
@@ -81,7 +89,8 @@ def alarms(active: list[dict[str, Any]]) -> None:
                       str(a.get("severity", "")), where or "-", value,
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(since))
                       if isinstance(since, int | float) else "-",
-                      f"yes ({a.get('acked_by', '?')})" if a.get("acked") else "no",
+                      t("remote.acked_by", by=a.get("acked_by", "?")) if a.get("acked")
+                      else t("value.false"),
                       _short(a.get("message", ""), 50))
     _console().print(table)
 

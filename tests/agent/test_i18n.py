@@ -3,6 +3,7 @@ the language follows `--lang` and the locale."""
 
 from __future__ import annotations
 
+import ast
 import re
 import string
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli_buffer
+from agent import cli_buffer, cli_selftest
+from agent.remote import render
 from agent.display import dashboard
 from agent.i18n import CATALOGS, detect, en, fr, parse, t
 
@@ -28,6 +30,20 @@ DYNAMIC = {
     "status.col.": ("device", "bus", "state", "last", "polls", "failures", "error", "alarm",
                     "severity", "since"),
     "buffer.stat.": cli_buffer.STAT_LABELS,
+    "selftest.name.": cli_selftest.CHECK_NAMES,
+    "scan.modbus.col.": ("unit", "vendor", "product", "revision"),
+    "scan.mbus.col.": ("how", "primary", "id", "manufacturer", "version", "medium"),
+    "scan.mbus.how.": ("primary", "secondary"),
+    "scan.mbus.phase.": ("primary", "secondary"),
+    "scan.mbus.at.": ("primary", "secondary"),
+    "scan.wmbus.col.": ("id", "manufacturer", "medium", "version", "encrypted", "key", "rssi",
+                        "count", "last", "device"),
+    "scan.wmbus.key.": ("yes", "no", "wrong"),
+    "value.": ("true", "false"),
+    "wmbus.col.": ("quantity", "value", "unit", "function", "storage", "tariff", "subunit"),
+    "meters.col.": ("dwelling", "meter", "medium", "start", "end", "consumption"),
+    "meters.how.": ("meter", "reading", "interpolated", "missing"),
+    "remote.col.": {*render.RESULT_COLUMNS, *render.FLEET_COLUMNS, *render.ALARM_COLUMNS},
 }
 
 
@@ -54,12 +70,17 @@ def test_french_is_translated_not_copied() -> None:
 
 def _used_keys() -> set[str]:
     keys: set[str] = set()
-    pattern = re.compile(r"""\bt\(\s*(f?)["']([a-z0-9_.-]+)["']""")
-    for path in [*ROOT.glob("agent/**/*.py"), *ROOT.glob("rules/**/*.py")]:
-        for is_f, key in pattern.findall(path.read_text(encoding="utf-8")):
-            if not is_f:
+    # t("key") and t(f"family.{member}"): an f-string counts by its literal head, a family
+    pattern = re.compile(r"""\bt\(\s*(f?)["']([a-z0-9_.-]+)(["'{])""")
+    for path in SOURCES:
+        for is_f, key, end in pattern.findall(path.read_text(encoding="utf-8")):
+            if not is_f or (end == "{" and key.endswith(".")):
                 keys.add(key)
     return keys
+
+
+SOURCES = [*ROOT.glob("agent/**/*.py"), *ROOT.glob("rules/**/*.py"),
+           *ROOT.glob("provisioning/**/*.py")]
 
 
 def test_every_message_the_code_uses_is_in_the_catalog() -> None:
@@ -77,7 +98,7 @@ def test_every_message_the_code_uses_is_in_the_catalog() -> None:
 def test_no_message_is_left_unused() -> None:
     # Any literal naming a key counts (`t("value.true" if value else "value.false")`).
     literal = re.compile(r"""["']([a-z][a-z0-9_.-]*)["']""")
-    used = {key for path in ROOT.glob("agent/**/*.py") if "i18n" not in path.parts
+    used = {key for path in SOURCES if "i18n" not in path.parts
             for key in literal.findall(path.read_text(encoding="utf-8"))}
     for prefix, members in DYNAMIC.items():
         used |= {prefix + member for member in members}
@@ -100,6 +121,10 @@ def test_parse_and_fill() -> None:
     assert parse("FR-be") == "fr" and parse("POSIX") == "en"
     assert t("dash.alarms", "fr", count=2) == "2 alarme(s) active(s)"
     assert set(CATALOGS) == {"en", "fr"}
+    # placeholders named like t()'s own parameters (positional-only) are values like the others
+    assert t("selftest.fix.key_mode", "fr", key="/etc/gw.key") == "chmod 600 /etc/gw.key"
+    assert t("release.verified", "en", bundle="b", version="1", wheels=2, key="ab12").endswith(
+        "signature by ab12)")
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -117,3 +142,84 @@ def test_cli_speaks_french_from_the_locale_and_from_lang(tmp_path: Path) -> None
     forced = _cli("--lang", "fr", "read", "vmc", "--config", str(missing),
                   env={"LANG": "C.UTF-8"})
     assert "1 problème(s) dans" in forced.stderr
+
+
+# -- no English sentence left in what a technician reads ------------------------------------------
+
+# The technician's commands, then the operations team's (remote, release).
+TECHNICIAN_MODULES = ("cli.py", "cli_common.py", "cli_init.py", "cli_scan.py", "cli_wmbus.py",
+                      "cli_meters.py", "cli_selftest.py", "cli_local.py", "cli_buffer.py",
+                      "cli_provision.py", "demo.py", "cli_remote.py", "cli_remote_ops.py",
+                      "cli_release.py", "remote/render.py")
+# Calls whose text reaches a person; for Check, only its detail and fix (its name and result are
+# ids kept in --json, shown through t() by the table).
+OUTPUT_CALLS = {"echo": None, "secho": None, "print": None, "prompt": None, "confirm": None,
+                "fail": None, "BadParameter": None, "ClickException": None, "UsageError": None,
+                "KeyFileError": None, "Table": None, "add_column": None, "add_task": None,
+                "add_row": None, "status": None, "Check": (2, 3)}
+WORD = re.compile(r"[A-Za-z]{3,}")
+MARKUP = re.compile(r"\[/?[a-z #0-9]*\]")  # rich markup: [dim], [/], [bold red]
+# Literals that are no sentence: the command's name as a table title, the raw SenML stream of
+# `demo --log` (field names and rich markup pieces).
+ALLOWED = {"selftest", "[/] seq=", "[bold ", "type"}
+
+
+def _literals(node: ast.AST):  # type: ignore[no-untyped-def]
+    """String literals inside an argument, not inside another call (t(...) is one), nor in a
+    subscript (`row["medium"]`) or a comparison (`driver == "modbus-rtu"`): those are no text."""
+    if isinstance(node, ast.Call | ast.Lambda | ast.Compare):
+        return
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node
+    if isinstance(node, ast.Subscript):
+        yield from _literals(node.value)
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _literals(child)
+
+
+def _untranslated(source: str) -> list[tuple[int, str]]:
+    found = []
+    for call in ast.walk(ast.parse(source)):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name not in OUTPUT_CALLS:
+            continue
+        positions = OUTPUT_CALLS[name]
+        args = [a for i, a in enumerate(call.args) if positions is None or i in positions]
+        args += [k.value for k in call.keywords if k.arg in ("title", "caption", "text")]
+        for arg in args:
+            for literal in _literals(arg):
+                if literal.value not in ALLOWED and WORD.search(MARKUP.sub("", literal.value)):
+                    found.append((literal.lineno, literal.value))
+    return found
+
+
+def test_the_scan_finds_english_literals() -> None:
+    # The detector itself: each of these is a message left in English.
+    source = '''
+click.echo("written to the config")
+fail(f"no outbox at {path}", 1)
+raise click.BadParameter("a TCP port number " + "1..65535")
+table = Table(title=f"{n} meter(s) on {bus}")
+Check("disk", "warn", "low space", "free some")
+click.echo(t("scan.added", devices=x) if x else "nothing new")
+'''
+    assert [line for line, _ in _untranslated(source)] == [2, 3, 4, 5, 6, 6, 7]
+    clean = '''
+click.echo(t("scan.added", devices=", ".join(added)))
+console.print(f"[dim]{t('demo.page', url=page)}[/]")
+Check("config", "ok", t("selftest.detail.config", path=p, buses=1, devices=2))
+table.add_row(row["medium"] or "—", "?" if x is None else t("value.true"))
+click.prompt(t("init.ask.driver"), type=click.Choice(DRIVERS), default="E", err=True)
+'''
+    assert _untranslated(clean) == []
+
+
+@pytest.mark.parametrize("module", TECHNICIAN_MODULES)
+def test_technician_output_goes_through_the_catalog(module: str) -> None:
+    path = ROOT / "agent" / module
+    left = _untranslated(path.read_text(encoding="utf-8"))
+    assert not left, [f"{module}:{line}: {text!r}" for line, text in left]
