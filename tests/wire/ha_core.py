@@ -14,6 +14,7 @@ written): `/api/onboarding/users` creates the owner and hands an authorization c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +28,6 @@ from typing import Any
 
 HA_VERSION = "2024.3.3"
 VENV = Path(__file__).resolve().parents[2] / "build" / "interop" / "ha"
-STAMP = VENV / f".installed-{HA_VERSION}"
 HASS = VENV / "bin" / "hass"
 INSTALL_TIMEOUT = 900  # a cold install downloads ~150 MB of wheels
 
@@ -59,6 +59,10 @@ LATER_BREAKAGES = ["josepy<2"]
 CONSTRAINTS = ("import pathlib, homeassistant; print(pathlib.Path(homeassistant.__file__).parent"
                " / 'package_constraints.txt')")
 
+# Names the release and the recipe: a change to either makes the venv again.
+STAMP = VENV / (".installed-" + HA_VERSION + "-" + hashlib.sha256(
+    (REQUIREMENTS + CONSTRAINTS + " ".join(LATER_BREAKAGES)).encode()).hexdigest()[:12])
+
 
 def ensure_installed() -> None:
     """Make the venv if the stamp is missing; raise (the test fails) if it cannot be made."""
@@ -69,7 +73,7 @@ def ensure_installed() -> None:
     with log.open("w") as out:
         def run(*cmd: str) -> str:
             done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=out, text=True,  # noqa: S603
-                                  timeout=INSTALL_TIMEOUT, check=False)
+                                  timeout=INSTALL_TIMEOUT, check=False, env=own_env())
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd[:4])}... failed ({done.returncode}): see {log}")
             return done.stdout
@@ -81,6 +85,11 @@ def ensure_installed() -> None:
         constraints = run(str(VENV / "bin" / "python"), "-c", CONSTRAINTS).strip()
         run(pip, "install", "-q", "-c", constraints, *requirements, *LATER_BREAKAGES)
     STAMP.touch()
+
+
+def own_env() -> dict[str, str]:
+    """The environment without our venv's and our source tree's Python settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
 
 
 def write_config_dir(directory: Path, http_port: int) -> None:
@@ -119,10 +128,9 @@ class HomeAssistantCore:
 
     def start(self) -> None:
         log = (self.directory / "hass.out").open("wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         self.proc = subprocess.Popen(  # noqa: S603
             [str(HASS), "-c", str(self.directory), "--skip-pip", "--log-no-color"],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+            stdout=log, stderr=subprocess.STDOUT, env=own_env())
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -11,6 +11,7 @@ device-based discovery, so the profile runs with `discovery: entity`."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ GW = "gw-test"
 def home_assistant_installed() -> None:
     try:
         ha_core.ensure_installed()
-    except (OSError, RuntimeError, TimeoutError) as error:  # a failure, never a skip
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:  # fail, never skip
         pytest.fail(f"Home Assistant {ha_core.HA_VERSION} could not be installed: {error}")
 
 
