@@ -11,6 +11,7 @@ device-based discovery, so the profile runs with `discovery: entity`."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -58,11 +59,16 @@ def expected_entities(observer: Observer) -> dict[str, dict[str, Any]]:
             for m in observer.messages if m.topic.startswith("homeassistant/") and m.body}
 
 
-def mqtt_complaints(hass: ha_core.HomeAssistantCore) -> list[str]:
-    """What Home Assistant's MQTT integration logged as a warning or an error (a discovery
-    config it refused, a template it could not render, a value it could not take)."""
+# The loggers that speak of our entities: the MQTT integration (a discovery config refused, a
+# template it could not render, a value it could not take) and the entity platforms (a unit that
+# does not fit its device class, a state class a device class does not allow).
+ENTITY_LOGGERS = re.compile(r"\[homeassistant\.(components\.(mqtt|sensor|binary_sensor|number|"
+                            r"switch)|helpers\.entity)")
+
+
+def complaints(hass: ha_core.HomeAssistantCore) -> list[str]:
     return [line for line in hass.log_tail(1 << 20).splitlines()
-            if ("WARNING" in line or "ERROR" in line) and "components.mqtt" in line]
+            if (" WARNING " in line or " ERROR " in line) and ENTITY_LOGGERS.search(line)]
 
 
 def written_events(observer: Observer) -> list[dict[str, Any]]:
@@ -175,7 +181,7 @@ async def test_home_assistant_lists_the_entities_with_native_values_and_loses_th
                 ("fan_enable", False, "homeassistant")}
             await wait_states(hass, lambda s: s[setpoint]["state"] == "140"
                               and s[fan]["state"] == "off", 10, "the written values read back")
-            assert mqtt_complaints(hass) == []
+            assert complaints(hass) == []
 
             # SIGKILL: the Will on {root}/state makes every field and alarm entity unavailable
             # and the gateway's connectivity sensor off.
