@@ -42,6 +42,10 @@ class HomeAssistantConfig(Strict):
     """`mqtt.homeassistant`: the Home Assistant wire profile (agent/wire/homeassistant.py)."""
 
     discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    discovery: Literal["device", "entity"] = Field(
+        "device", description="device: one config per device (Home Assistant 2024.11 and later); "
+        "entity: one classic config per entity, {prefix}/{component}/{node}/{point}/config "
+        "(every release, for Home Assistant older than 2024.11)")
     writes: bool = Field(False, description="writable points become number/switch entities whose "
                          "set topics go through point.write; off: they are read-only sensors "
                          "(the set topics are not signed: the broker's ACL is the guard)")

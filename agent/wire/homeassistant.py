@@ -3,6 +3,9 @@
     {prefix}/device/{gw}/config          retained: the gateway device (connectivity, one problem
                                          binary sensor per alarm rule)
     {prefix}/device/{gw}-{dev}/config    retained: one per field device, a component per point
+    {prefix}/{component}/{node}/{key}/config   instead, with `discovery: entity`: one classic
+                                         config per entity (node = {gw} or {gw}-{dev}), for Home
+                                         Assistant before 2024.11, which knows no device configs
     {root}/ha/{dev}                      retained: {"ts", "seq", "hist", "v": {point: value}}
     {root}/ha/{dev}/hist                 what an outage held back, in order (hist: true)
     {root}/ha/{dev}/availability         retained: online | offline (the device's comm state)
@@ -192,15 +195,22 @@ class HomeAssistant:
 
     # -- the profile ---------------------------------------------------------------------------
 
+    def configs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(discovery topic, config) of the gateway and of every field device, in the form
+        `discovery` asks for."""
+        nodes = [(self.gw, self.gateway_config())]
+        nodes += [(f"{self.gw}-{d.id}", self.device_config(d)) for d in self.agent.config.devices]
+        if self.settings.discovery == "device":
+            return [(self._topic(node), config) for node, config in nodes]
+        prefix = self.settings.discovery_prefix
+        return [(f"{prefix}/{entity['p']}/{node}/{key}/config", _entity_config(config, entity))
+                for node, config in nodes for key, entity in config["cmps"].items()]
+
     def announce(self) -> list[Publication]:
-        """Every discovery config (retained), and an empty retained message for the devices a
-        config apply removed, which Home Assistant takes as 'delete'."""
-        out = [(self._topic(self.gw), _json(self.gateway_config()), True)]
-        current = set()
-        for device in self.agent.config.devices:
-            topic = self._topic(f"{self.gw}-{device.id}")
-            current.add(topic)
-            out.append((topic, _json(self.device_config(device)), True))
+        """Every discovery config (retained), and an empty retained message for the devices (or
+        entities) a config apply removed, which Home Assistant takes as 'delete'."""
+        out = [(topic, _json(config), True) for topic, config in self.configs()]
+        current = {topic for topic, _, _ in out}
         out.extend((topic, b"", True) for topic in sorted(self.announced - current))
         self.announced = current
         return out
@@ -264,6 +274,15 @@ class HomeAssistant:
             log.warning("homeassistant: write %s/%s=%r refused: %s", dev, point, value,
                         answer.get("error"))
         return []  # Home Assistant reads the outcome from the state topic
+
+
+def _entity_config(device_config: dict[str, Any], component: dict[str, Any]) -> dict[str, Any]:
+    """A classic per-entity config from one component of a device config: the options the
+    device config shares with its components, then the component's own (which win, as in
+    device discovery), with the device and origin repeated in each."""
+    shared = {k: v for k, v in device_config.items() if k not in ("dev", "o", "cmps")}
+    own = {k: v for k, v in component.items() if k != "p"}
+    return {**shared, **own, "dev": device_config["dev"], "o": device_config["o"]}
 
 
 def parse_set(payload: bytes) -> bool | int | float | None:

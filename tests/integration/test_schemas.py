@@ -76,6 +76,7 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
                          "health", "cmd/req", "cmd/res", "ack",
                          # wire profile homeassistant (agent/wire/homeassistant.py)
                          "{discovery_prefix}/device/{object_id}/config", "ha/{dev}", "ha/{dev}/hist",
+                         "{discovery_prefix}/{component}/{node_id}/{object_id}/config",
                          "ha/{dev}/availability", "ha/_alarms", "ha/{dev}/{point}/set",
                          # wire profile thingsboard (agent/wire/thingsboard.py)
                          "v1/gateway/connect", "v1/gateway/disconnect", "v1/gateway/attributes",
@@ -147,7 +148,8 @@ def test_no_topic_matches_two_channels() -> None:
             topic = (channel["address"].replace("{namespace}", "bgw/v1")
                      .replace("{site}", "site-a").replace("{gw}", "gw-1").replace("{dev}", dev)
                      .replace("{point}", "setpoint").replace("{discovery_prefix}", "homeassistant")
-                     .replace("{object_id}", "gw-1-vmc"))
+                     .replace("{object_id}", "gw-1-vmc").replace("{component}", "sensor")
+                     .replace("{node_id}", "gw-1-vmc"))
             matching = [other for other, pattern in patterns.items() if pattern.match(topic)]
             assert matching == [name], (topic, matching)
 

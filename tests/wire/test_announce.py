@@ -100,3 +100,53 @@ def test_meters_get_the_classes_the_energy_and_water_dashboards_accept() -> None
     assert (flow["device_class"], flow["state_class"]) == ("volume_flow_rate", "measurement")
     assert float(render(flow["value_template"], {"v": {"x": 0.001}})) == 3.6
     assert options(unit="°C")["unit_of_measurement"] == "°C"
+
+
+def test_entity_discovery_gives_each_component_its_own_classic_config(tmp_path: Path) -> None:
+    """`discovery: entity` (Home Assistant before 2024.11): the same entities as the device
+    configs, one retained config each under {prefix}/{component}/{node}/{key}/config, carrying
+    the options the device config shares; a removed device's entities are each deleted."""
+    from tests.integration.test_schemas import assert_valid  # noqa: PLC0415
+
+    devices = [{"id": "vmc-a", "bus": "lan", "address": 1, "points": DEMO_POINTS[1]},
+               {"id": "pump-1", "bus": "lan", "address": 2, "points": DEMO_POINTS[2]}]
+    rules = [{"id": "vmc-low", "type": "threshold", "point": "vmc-a/exhaust_pressure",
+              "below": 10, "severity": "major"}]
+
+    def load(mqtt: dict, devices: list) -> config_mod.Config:
+        return config_mod.load(write_config(tmp_path, broker_port=1, modbus_port=1,
+                                            devices=devices, mqtt=mqtt, rules=rules))
+
+    device_mode = {"profiles": ["native", "homeassistant"]}
+    entity_mode = {"profiles": ["native", "homeassistant"],
+                   "homeassistant": {"discovery": "entity", "writes": True}}
+    agent = supervisor.Agent(load(device_mode, devices), SystemClock())
+    try:
+        [ha] = [p for p in agent.uplink.wire.profiles if type(p).__name__ == "HomeAssistant"]
+        assert all(t.startswith("homeassistant/device/") for t, _, _ in ha.announce())
+        ha.announced = set()
+        agent.config = load(entity_mode, devices)
+        announced = {t: json.loads(p) for t, p, _ in ha.announce()}
+        vmc = ha.device_config(agent.config.devices[0])
+        assert len(announced) == 1 + 1 + 8 + 8  # online, one alarm, the points of both devices
+        for key, component in vmc["cmps"].items():
+            body = announced[f"homeassistant/{component['p']}/gw-test-vmc-a/{key}/config"]
+            assert_valid("ha-entity-discovery.json", body)
+            assert body["state_topic"] == vmc["state_topic"] == "bgw/v1/site-a/gw-test/ha/vmc-a"
+            assert body["availability"] == vmc["availability"]
+            assert body["availability_mode"] == "all" and body["dev"] == vmc["dev"]
+            assert {k: v for k, v in component.items() if k != "p"}.items() <= body.items()
+        assert "homeassistant/switch/gw-test-vmc-a/fan_enable/config" in announced
+        assert "homeassistant/number/gw-test-vmc-a/pressure_setpoint/config" in announced
+        online = announced["homeassistant/binary_sensor/gw-test/online/config"]
+        assert online["state_topic"] == "bgw/v1/site-a/gw-test/state"  # its own, not shared
+        alarm = announced["homeassistant/binary_sensor/gw-test/alarm_vmc_low/config"]
+        assert alarm["device_class"] == "problem" and alarm["state_topic"].endswith("/_alarms")
+        for body in announced.values():
+            assert_valid("ha-entity-discovery.json", body)
+
+        agent.config = load(entity_mode, devices[:1])
+        deleted = sorted(t for t, p, r in ha.announce() if p == b"" and r)
+        assert len(deleted) == 8 and all("/gw-test-pump-1/" in t for t in deleted)
+    finally:
+        agent.outbox.close()
