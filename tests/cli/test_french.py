@@ -112,7 +112,7 @@ async def test_scan_mbus_in_french_against_the_simulator(tmp_path: Path) -> None
         path = write_config(tmp_path, buses=[{"id": "meters", "driver": "mbus",
                                               "port": f"socket://127.0.0.1:{port}",
                                               "baudrate": 38400}], devices=[])
-        args = ["scan", "mbus", "--bus", "meters", "--addresses", "0-4", "--timeout", "0.05",
+        args = ["scan", "mbus", "--bus", "meters", "--addresses", "0-4", "--timeout", "0.1",
                 "--config", str(path)]
         result = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--add"], env=FRENCH)
         assert result.exit_code == 0, result.output
