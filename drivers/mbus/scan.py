@@ -91,6 +91,21 @@ class Scanner:
         except MBusDecodeError:
             return None, True  # a checksum-valid mix of two telegrams is possible, if rare
 
+    async def _alone(self, telegram: Telegram) -> bool:
+        """Whether a telegram read after a wildcard selection came from one meter.
+
+        Meters that answer together are merged bit by bit (AND) on the bus; when their telegrams
+        differ little (same values, ids a few bits apart) the merge can carry a valid checksum and
+        decode as a meter that does not exist. Selecting the telegram's exact address and reading
+        it again tells: a real meter answers alone with the same id, a phantom gets no answer.
+        """
+        ack, _ = await self._ask(frames.select_secondary(
+            telegram.id.zfill(8), telegram.manufacturer, telegram.version, telegram.medium_code))
+        if ack is None or ack[0] != frames.ACK:
+            return False
+        again, _ = await self._telegram(frames.ADDR_NETWORK_LAYER)
+        return again is not None and again.id == telegram.id
+
     async def primary(self, addresses: Iterable[int] = range(MAX_PRIMARY + 1)) -> ScanResult:
         result = ScanResult()
         todo = list(addresses)
@@ -124,7 +139,7 @@ class Scanner:
                 continue  # nobody's id starts like this
             if ack is not None and ack[0] == frames.ACK:
                 telegram, collision = await self._telegram(frames.ADDR_NETWORK_LAYER)
-                if telegram is not None:
+                if telegram is not None and await self._alone(telegram):
                     result.meters.append(_found("secondary", telegram))
                     continue
             if len(fixed) == 8:
