@@ -41,4 +41,5 @@ image:
 image-test: $(STAMP)
 	images/host-setup.sh
 	images/check-image.sh build/images/batigate-pi-arm64.img
-	$(BIN)/pytest -q -s -p no:cacheprovider tests/images/image_venv.py tests/images/boot_qemu.py
+	$(BIN)/pytest -q -s -p no:cacheprovider tests/images/image_venv.py tests/images/package_pin.py \
+	  tests/images/rauc_bundle.py tests/images/boot_qemu.py

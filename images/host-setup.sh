@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(mmdebstrap qemu-user-static binfmt-support arch-test systemd-container genimage
           mtools dosfstools e2fsprogs fdisk mosquitto
           qemu-system-arm socat       # make image-test: boots the image (qemu-system-aarch64)
+          rauc squashfs-tools         # images/rauc/bundle.sh: the whole-system update bundle
           gcc pkg-config libmodbus-dev)  # the libmodbus slave of tests/interop/modbus
 missing=()
 for pkg in "${packages[@]}"; do
