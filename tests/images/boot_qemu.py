@@ -64,8 +64,8 @@ async def test_image_boots_installs_the_drop_and_publishes(tmp_path: Path) -> No
     building = Building()
     modbus_port, mbus_port = await building.start(0, 0)
     card = qemu.card_copy(tmp_path)
-    qemu.fat_put(card, {**technician_drop(pki), "batigate-probe.sh": qemu.PROBE.encode()},
-                 tmp_path)
+    qemu.fat_put(card, {**technician_drop(pki), "batigate-probe.sh": qemu.PROBE.encode(),
+                        "batigate-probe.port": f"{broker.port}\n".encode()}, tmp_path)
     backend_cert, backend_key = pki.client(BACKEND)
     context = ssl.create_default_context(cafile=str(pki.ca_file))
     context.load_cert_chain(str(backend_cert), str(backend_key))
@@ -124,7 +124,12 @@ async def test_image_boots_installs_the_drop_and_publishes(tmp_path: Path) -> No
     assert probe["agent_user"] == "batigate"
     assert probe["etc"].split() == ["ca.pem", "gateway.yaml", "gw.crt", "gw.key"], probe
     # no key, certificate or config left on the FAT any laptop can read; the status file remains
-    assert probe["fat"].split() == ["batigate-probe.sh", "batigate-status.txt"], probe
+    assert probe["fat"].split() == ["batigate-probe.port", "batigate-probe.sh",
+                                    "batigate-status.txt"], probe
+    # the guest reaches only the forwarded ports: not the host's broker port directly, not the
+    # world, not an unforwarded port of the forwarding address
+    assert probe["escape"].split() == [f"10.0.2.2:{broker.port}=blocked", "1.1.1.1:443=blocked",
+                                       "10.0.2.100:22=blocked"], probe
     assert probe["root"] == "/dev/vda2"  # slot A, from cmdline.txt's PARTUUID
     # the data partition grew from 512 MiB to the end of the 4 GiB card, online
     assert probe["batigate-growdata"].split()[:3] == ["active", "exited", "success"], probe

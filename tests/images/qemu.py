@@ -70,6 +70,19 @@ say "data_mib=$(df -m --output=size /data | tail -1 | tr -d ' ')"
 say "data_part_mib=$(( $(lsblk -bdno SIZE "$(findmnt -n -o SOURCE /data)") / 1048576 ))"
 say "disk_mib=$(( $(lsblk -bdno SIZE /dev/vda) / 1048576 ))"
 say "arch=$(uname -m) kernel=$(uname -r)"
+# restrict=on: the host (10.0.2.2, where the broker really listens) and the world are out of reach
+say "escape=$(/opt/batigate/venv/bin/python - "$(cat /boot/firmware/batigate-probe.port)" <<'PY'
+import socket, sys
+found = []
+for host, port in (("10.0.2.2", int(sys.argv[1])), ("1.1.1.1", 443), ("10.0.2.100", 22)):
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        found.append(f"{host}:{port}=open")
+    except OSError:
+        found.append(f"{host}:{port}=blocked")
+print(" ".join(found))
+PY
+)"
 say "failed_units=$(systemctl list-units --state=failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
 json=$(runuser -u batigate -- /opt/batigate/venv/bin/batigate selftest --json --timeout 20 \
        --config /etc/batigate/gateway.yaml 2>/dev/null)
