@@ -84,7 +84,8 @@ in_root /opt/batigate/venv/bin/batigate --version
 in_root /opt/batigate/venv/bin/python -c "import agent.sdnotify, agent.firstboot, cryptography.x509.verification, pydantic_core, yaml, psutil"
 in_root systemd-analyze verify /etc/systemd/system/batigate.service \
   /etc/systemd/system/batigate-firstboot.service /etc/systemd/system/batigate-retry.timer \
-  /etc/systemd/system/batigate-retry.service > "$root/opt/batigate/verify.txt" 2>&1 || true
+  /etc/systemd/system/batigate-retry.service /etc/systemd/system/batigate-growdata.service \
+  > "$root/opt/batigate/verify.txt" 2>&1 || true
 in_root systemd-analyze security --offline=yes --no-pager batigate.service \
   > "$root/opt/batigate/security.txt" 2>&1 || true
 
