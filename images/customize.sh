@@ -73,6 +73,7 @@ ROOTPART=PARTUUID=${DISK_SIGNATURE:-ba716a7e}-02
 CONSOLES="ttyS1,115200 tty0"
 CMA=0
 CONF
+  systemctl --root="$root" enable batigate-growdata.service >/dev/null
   rm -f "$root/usr/sbin/update-initramfs"
   chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
   in_root update-initramfs -c -k all
@@ -83,9 +84,20 @@ in_root /opt/batigate/venv/bin/batigate --version
 in_root /opt/batigate/venv/bin/python -c "import agent.sdnotify, agent.firstboot, cryptography.x509.verification, pydantic_core, yaml, psutil"
 in_root systemd-analyze verify /etc/systemd/system/batigate.service \
   /etc/systemd/system/batigate-firstboot.service /etc/systemd/system/batigate-retry.timer \
-  /etc/systemd/system/batigate-retry.service > "$root/opt/batigate/verify.txt" 2>&1 || true
+  /etc/systemd/system/batigate-retry.service /etc/systemd/system/batigate-growdata.service \
+  > "$root/opt/batigate/verify.txt" 2>&1 || true
 in_root systemd-analyze security --offline=yes --no-pager batigate.service \
   > "$root/opt/batigate/security.txt" 2>&1 || true
+
+# The exact package set, for the build record and for PACKAGES_PIN (rootfs.sh).
+chroot "$root" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort > "$root/opt/batigate/packages.txt"
+if [ -n "${BATIGATE_PACKAGES_PIN:-}" ]; then
+  rm -f "$root/etc/apt/preferences.d/batigate-pin"
+  if ! LC_ALL=C sort "$BATIGATE_PACKAGES_PIN" | diff -u - "$root/opt/batigate/packages.txt" >&2; then
+    echo "customize.sh: the installed packages differ from PACKAGES_PIN=$BATIGATE_PACKAGES_PIN (above)" >&2
+    exit 1
+  fi
+fi
 
 # Machine identity is made at first boot: every gateway must differ.
 : > "$root/etc/machine-id"

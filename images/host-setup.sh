@@ -5,6 +5,8 @@ set -euo pipefail
 
 packages=(mmdebstrap qemu-user-static binfmt-support arch-test systemd-container genimage
           mtools dosfstools e2fsprogs fdisk mosquitto
+          qemu-system-arm socat       # make image-test: boots the image (qemu-system-aarch64)
+          rauc squashfs-tools         # images/rauc/bundle.sh: the whole-system update bundle
           gcc pkg-config libmodbus-dev  # the libmodbus slave of tests/interop/modbus
           tmux chromium curl)  # tests/display (a real terminal), tests/local (page and API)
 missing=()

@@ -25,6 +25,8 @@ genimage --config "$here/genimage.cfg" --rootpath "$out/rootfs-pi" \
 mv "$out/genimage-out/batigate-pi-arm64.img" "$out/"
 rm -rf "$out/genimage-tmp" "$out/genimage-out"
 
+cp "$out/rootfs-pi/opt/batigate/packages.txt" "$out/batigate-pi-arm64.packages"
+
 # xz -T0: the 3 GB image is mostly empty ext4 and compresses to a small download.
 xz -T0 -6 -k -f "$out/batigate-pi-arm64.img"
 chmod 644 "$out/batigate-pi-arm64.img.xz"
@@ -35,6 +37,7 @@ end=$(date +%s)
   echo "image:      $(du -h --apparent-size "$out/batigate-pi-arm64.img" | cut -f1) ($(du -h "$out/batigate-pi-arm64.img" | cut -f1) on disk)"
   echo "compressed: $(du -h "$out/batigate-pi-arm64.img.xz" | cut -f1)"
   echo "rootfs:     $(du -sh --exclude=./data --exclude=./boot/firmware "$out/rootfs-pi" | cut -f1)"
+  echo "packages:   $(wc -l < "$out/batigate-pi-arm64.packages") Debian packages, versions in batigate-pi-arm64.packages${PACKAGES_PIN:+ (pinned by $PACKAGES_PIN)}"
   echo "security:   $(grep -o 'Overall exposure level.*' "$out/rootfs-pi/opt/batigate/security.txt")"
   cat "$out/batigate-pi-arm64.sha256"
 } | tee "$out/batigate-pi-arm64.txt"

@@ -17,7 +17,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%
 common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,ca-certificates,python3,python3-venv
 common+=,systemd-timesyncd,systemd-resolved,netbase,less
 case $profile in
-  pi)     arch=arm64 include="$common,linux-image-arm64,raspi-firmware,initramfs-tools,dosfstools" ;;
+  pi)     arch=arm64 include="$common,linux-image-arm64,raspi-firmware,initramfs-tools,dosfstools,fdisk" ;;
   verify) arch=arm64 include="$common" ;;
   nspawn) arch=amd64 include="$common" ;;
   *) echo "rootfs.sh: unknown profile $profile (pi, nspawn, verify)" >&2; exit 2 ;;
@@ -29,6 +29,22 @@ if [ "$profile" = pi ]; then
   # and then the other packages' triggers would build it twice, so update-initramfs is diverted to
   # a no-op during the install and run once in customize.sh.
   hooks+=(--essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && printf "#!/bin/sh\nexit 0\n" > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"')
+fi
+
+# PACKAGES_PIN=FILE: install exactly the package versions of a manifest written by an earlier
+# build (its /opt/batigate/packages.txt, "name=version" per line). Each becomes an apt pin at
+# priority 1001 (before the first download, so the essential set is pinned too), and customize.sh
+# fails the build if what got installed differs from the manifest in any line. The versions must
+# still be served by DEBIAN_MIRROR: deb.debian.org keeps only the current ones of each suite, so
+# with it a pin mostly detects a changed package set; with a snapshot mirror it reproduces it.
+if [ -n "${PACKAGES_PIN:-}" ]; then
+  pin=$(realpath "$PACKAGES_PIN")
+  prefs=$(mktemp)
+  trap 'rm -f "$prefs"' EXIT
+  awk -F= 'NF == 2 { print "Package: " $1 "\nPin: version " $2 "\nPin-Priority: 1001\n" }' \
+    "$pin" > "$prefs"
+  hooks+=(--setup-hook="mkdir -p \"\$1/etc/apt/preferences.d\" && cp $prefs \"\$1/etc/apt/preferences.d/batigate-pin\"")
+  export BATIGATE_PACKAGES_PIN=$pin
 fi
 
 rm -rf "$out"
