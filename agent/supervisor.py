@@ -77,6 +77,10 @@ class Agent:
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
         self.uplink.wire = Wire(self)  # mqtt.profiles besides native
+        if "sparkplug" in config.mqtt.profiles:  # its own MQTT session: agent/uplink_sparkplug.py
+            from agent.uplink_sparkplug import SparkplugLink  # noqa: PLC0415
+
+            self.uplink.sparkplug = SparkplugLink(self, self.outbox)
 
     def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
         log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,
@@ -240,6 +244,8 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                 agent.group = tg
                 tg.create_task(agent.stop_on(shutdown_trigger), name="shutdown")
                 tg.create_task(agent.uplink.run(), name="uplink")
+                if agent.uplink.sparkplug is not None:
+                    tg.create_task(agent.uplink.sparkplug.run(), name="uplink-sparkplug")
                 tg.create_task(agent.outbox.commit_periodically(), name="commit")
                 tg.create_task(agent.timekeeper.watch(agent.outbox.clock_synced,
                                                       agent.clock_jumped), name="clock")
