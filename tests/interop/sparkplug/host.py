@@ -12,6 +12,7 @@ Every payload it sends is encoded by pysparkplug, not by us.
 
 import json
 import sys
+import threading
 import time
 
 import pysparkplug as sp
@@ -25,6 +26,12 @@ def metric(m):
 
 
 BIRTHS = {}
+LOCK = threading.Lock()  # paho's thread and the main one both print: one line at a time
+
+
+def say(item):
+    with LOCK:
+        print(json.dumps(item), flush=True)
 
 
 def decode(mqtt_message):
@@ -40,7 +47,7 @@ def on_message(_client, _userdata, mqtt_message):
     try:
         message = decode(mqtt_message)
     except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
-        print(json.dumps({"topic": mqtt_message.topic, "error": repr(exc)}), flush=True)
+        say({"topic": mqtt_message.topic, "error": repr(exc)})
         return
     payload = message.payload
     out = {"topic": str(message.topic), "type": str(message.topic.message_type),
@@ -53,7 +60,7 @@ def on_message(_client, _userdata, mqtt_message):
         out["timestamp"] = payload.timestamp
         out["seq"] = getattr(payload, "seq", None)
         out["metrics"] = [metric(m) for m in getattr(payload, "metrics", ())]
-    print(json.dumps(out), flush=True)
+    say(out)
 
 
 def main() -> None:
@@ -62,7 +69,7 @@ def main() -> None:
     client = paho.Client(client_id=sys.argv[2], clean_session=False)
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe("spBv1.0/#", qos=1)
-    client.on_subscribe = lambda *_: print(json.dumps({"subscribed": True}), flush=True)
+    client.on_subscribe = lambda *_: say({"subscribed": True})
     client.reconnect_delay_set(min_delay=1, max_delay=1)
     client.connect("127.0.0.1", port=port)
     client.loop_start()
@@ -89,7 +96,7 @@ def main() -> None:
             continue
         client.publish(str(topic), payload.encode(include_dtypes=True), qos=1,
                        retain=words[0] == "state")
-        print(json.dumps({"sent": words[0]}), flush=True)
+        say({"sent": words[0]})
     time.sleep(0.5)
     client.disconnect()
     client.loop_stop()
