@@ -178,12 +178,16 @@ class SparkplugLink:
         self._hist_until = self.outbox.last_committed_seq()
         self.ready.set()
 
-    def _send(self, client: _SparkplugClient, kind: str, dev: str | None,
-              metrics: list[sparkplug_pb.Metric], now_ms: int) -> Awaitable[tuple[int, str]]:
+    def numbered(self, kind: str, dev: str | None, metrics: list[sparkplug_pb.Metric],
+                 now_ms: int) -> tuple[str, bytes]:
+        """Topic and payload of the node's next message (seq 0..255, +1 each)."""
         seq = self._seq
         self._seq = (seq + 1) % 256
-        return client.enqueue(self.profile.topic(kind, dev),
-                              sparkplug_pb.encode(now_ms, metrics, seq))
+        return self.profile.topic(kind, dev), sparkplug_pb.encode(now_ms, metrics, seq)
+
+    def _send(self, client: _SparkplugClient, kind: str, dev: str | None,
+              metrics: list[sparkplug_pb.Metric], now_ms: int) -> Awaitable[tuple[int, str]]:
+        return client.enqueue(*self.numbered(kind, dev, metrics, now_ms))
 
     async def rebirth(self) -> None:
         """A config apply changed the devices (or a host asked): NBIRTH and DBIRTHs again, same

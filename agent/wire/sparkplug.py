@@ -54,6 +54,7 @@ class Sparkplug:
         self.types: dict[str, dict[str, int]] = {}  # device -> point -> datatype born with
         self.dead: set[str] = set()  # devices whose DDEATH was the last word
         self.born: set[str] = set()  # devices with a DBIRTH in this session
+        self._aliases: tuple[Any, dict[tuple[str, str], int]] = (None, {})
 
     @property
     def group(self) -> str:
@@ -68,11 +69,14 @@ class Sparkplug:
         return f"{base}/{dev}" if dev else base
 
     def aliases(self) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        for device in self.agent.config.devices:
-            for point in device.points:
-                out[(device.id, point.name)] = len(out) + 1
-        return out
+        config = self.agent.config
+        if self._aliases[0] is not config:  # computed once per configuration
+            out: dict[tuple[str, str], int] = {}
+            for device in config.devices:
+                for point in device.points:
+                    out[(device.id, point.name)] = len(out) + 1
+            self._aliases = (config, out)
+        return self._aliases[1]
 
     # -- births and deaths ----------------------------------------------------------------------
 
@@ -126,7 +130,7 @@ class Sparkplug:
         if parts[0] != "dev" or len(parts) != 3:
             return []
         dev = parts[1]
-        known = any(d.id == dev for d in self.agent.config.devices)
+        known = any(d == dev for d, _ in self.aliases())
         if parts[2] == "state":
             if body.get("state") == "ok":
                 return [self.dbirth(dev, now_ms)] if known and dev in self.dead else []
