@@ -151,7 +151,9 @@ class Agent:
                                  "failures": p.stats.failures, "overruns": p.stats.overruns}
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
-                     "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused},
+                     "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused,
+                     **({"sparkplug": self.uplink.sparkplug.stats()}
+                        if self.uplink.sparkplug is not None else {})},
             "billing": {"meters": len(self.billing.meters), "indexes": self.billing.indexes_made,
                         "unsynced_skipped": self.billing.unsynced_skipped},
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),

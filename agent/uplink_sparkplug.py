@@ -81,6 +81,12 @@ class SparkplugLink:
         self._host_ts = -1
         self._connected = False  # the broker accepted the CONNECT carrying self.bdseq
 
+    def stats(self) -> dict[str, Any]:
+        """For health: the session, what it published, and what hosts sent that was refused."""
+        return {"connections": self.connections, "bdseq": self.bdseq, "ready": self.ready.is_set(),
+                "published": self.published, "rebirths": self.rebirths,
+                "commands_refused": self.dropped}
+
     @property
     def config(self) -> Any:
         return self.agent.config.mqtt.sparkplug

@@ -174,8 +174,12 @@ async def test_births_data_outage_rebirth_writes_and_sigkill(
             broker.start()
 
             def held(dev: str) -> list[int]:
-                return [d["metrics"][0]["timestamp"] for d in scada.of("DDATA", dev)
-                        if d["metrics"][0]["historical"]]
+                """Reading times of the first copies that came as historical, in arrival order
+                (a row in flight when the broker died is sent again: at least once)."""
+                first: dict[int, bool] = {}
+                for d in scada.of("DDATA", dev):
+                    first.setdefault(d["metrics"][0]["timestamp"], d["metrics"][0]["historical"])
+                return [ts for ts, historical in first.items() if historical]
 
             await scada.wait_for(lambda: all(len(held(d)) >= 8 for d in ("vmc-a", "pump-1")),
                                  timeout=60)
