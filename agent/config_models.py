@@ -58,7 +58,8 @@ SPARKPLUG_ID = r"^[^+#/]{1,64}$"  # Sparkplug B 3.0 §4.1: no '+', '#' or '/' in
 
 
 class SparkplugConfig(Strict):
-    """`mqtt.sparkplug`: the Sparkplug B profile (agent/wire/sparkplug.py, agent/uplink_sparkplug.py)."""
+    """`mqtt.sparkplug`: the Sparkplug B profile (agent/wire/sparkplug.py and its own MQTT
+    session, agent/uplink_sparkplug.py)."""
 
     group: str = Field("batigate", pattern=SPARKPLUG_ID, description="Sparkplug group id")
     node: str | None = Field(None, pattern=SPARKPLUG_ID,

@@ -142,7 +142,8 @@ class SparkplugLink:
             timeout=10, max_inflight_messages=WINDOW, clean_session=(
                 True if protocol == aiomqtt.ProtocolVersion.V311 else None),
             clean_start=(True if protocol == aiomqtt.ProtocolVersion.V5
-                         else paho.MQTT_CLEAN_START_FIRST_ONLY), logger=logging.getLogger("batigate.mqtt.sparkplug"))
+                         else paho.MQTT_CLEAN_START_FIRST_ONLY),
+            logger=logging.getLogger("batigate.mqtt.sparkplug"))
         client.pending_calls_threshold = 4 * WINDOW
         self._lost = asyncio.Event()
         async with client:

@@ -96,14 +96,17 @@ class Sparkplug:
         return [Metric("bdSeq", datatype=INT64, value=bdseq)]
 
     def births(self, now_ms: int) -> list[Out]:
-        """Every device's DBIRTH (a new session, a rebirth, a config apply)."""
+        """Every device's DBIRTH (a new session, a rebirth, a config apply), after a DDEATH for
+        each device a config apply removed."""
+        current = {d.id for d in self.agent.config.devices}
+        gone = sorted(self.born - self.dead - current)
+        removed: list[Out] = [("DDEATH", dev, []) for dev in gone]
         self.born.clear()
         self.dead.clear()
-        current = {d.id for d in self.agent.config.devices}
         for gone in set(self.latest) - current:
             self.latest.pop(gone, None)
             self.types.pop(gone, None)
-        return [self.dbirth(d.id, now_ms) for d in self.agent.config.devices]
+        return removed + [self.dbirth(d.id, now_ms) for d in self.agent.config.devices]
 
     def dbirth(self, dev: str, now_ms: int) -> Out:
         device = next(d for d in self.agent.config.devices if d.id == dev)

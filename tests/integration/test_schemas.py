@@ -83,7 +83,8 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
                          # wire profile sparkplug (agent/wire/sparkplug.py, protobuf payloads)
                          "spBv1.0/{group}/NBIRTH/{node}", "spBv1.0/{group}/NDEATH/{node}",
                          "spBv1.0/{group}/NCMD/{node}", "spBv1.0/{group}/DBIRTH/{node}/{dev}",
-                         "spBv1.0/{group}/DDATA/{node}/{dev}", "spBv1.0/{group}/DDEATH/{node}/{dev}",
+                         "spBv1.0/{group}/DDATA/{node}/{dev}",
+                         "spBv1.0/{group}/DDEATH/{node}/{dev}",
                          "spBv1.0/{group}/DCMD/{node}/{dev}", "spBv1.0/STATE/{host}"}
     for channel in doc["channels"].values():
         params = set(re.findall(r"{(\w+)}", channel["address"]))

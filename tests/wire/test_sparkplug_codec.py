@@ -59,3 +59,26 @@ def test_sparkplug_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(bad)
     assert any("mqtt.sparkplug.group" in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_config_apply_that_removes_a_device_gives_its_ddeath_before_the_births(
+        tmp_path: Path) -> None:
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from agent.sim.modbus_building import DEMO_POINTS  # noqa: PLC0415
+    from agent.wire.sparkplug import Sparkplug  # noqa: PLC0415
+
+    def devices(*ids: str) -> list[dict]:
+        return [{"id": d, "bus": "lan", "address": i + 1, "points": DEMO_POINTS[1]}
+                for i, d in enumerate(ids)]
+
+    before = load(write_config(tmp_path, broker_port=1, modbus_port=1,
+                               devices=devices("vmc-a", "vmc-b")))
+    agent = SimpleNamespace(config=before)
+    profile = Sparkplug(agent)
+    assert [(k, d) for k, d, _ in profile.births(0)] == [("DBIRTH", "vmc-a"), ("DBIRTH", "vmc-b")]
+    agent.config = load(write_config(tmp_path, broker_port=1, modbus_port=1,
+                                     devices=devices("vmc-a")))
+    assert [(k, d) for k, d, _ in profile.births(1)] == [("DDEATH", "vmc-b"), ("DBIRTH", "vmc-a")]
+    aliases = profile.aliases()
+    assert sorted(aliases.values()) == list(range(1, len(DEMO_POINTS[1]) + 1))
