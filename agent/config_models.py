@@ -58,6 +58,23 @@ class ThingsBoardConfig(Strict):
                          "(RPC is not signed: the broker's ACL is the guard)")
 
 
+SPARKPLUG_ID = r"^[^+#/]{1,64}$"  # Sparkplug B 3.0 §4.1: no '+', '#' or '/' in an id
+
+
+class SparkplugConfig(Strict):
+    """`mqtt.sparkplug`: the Sparkplug B profile (agent/wire/sparkplug.py and its own MQTT
+    session, agent/uplink_sparkplug.py)."""
+
+    group: str = Field("batigate", pattern=SPARKPLUG_ID, description="Sparkplug group id")
+    node: str | None = Field(None, pattern=SPARKPLUG_ID,
+                             description="edge node id; the gateway id when absent")
+    primary_host: str | None = Field(None, pattern=SPARKPLUG_ID,
+                                     description="publish only while spBv1.0/STATE/{this} is "
+                                     "online (the outbox keeps the rows meanwhile)")
+    writes: bool = Field(False, description="DCMD point values are carried out as point.write; "
+                         "off: refused (DCMD is not signed: the broker's ACL is the guard)")
+
+
 class MqttConfig(Strict):
     host: str
     port: int = Field(8883, ge=1, le=65535)
@@ -74,11 +91,12 @@ class MqttConfig(Strict):
                                description="largest MQTT packet taken in (KiB): announced in "
                                            "CONNECT (MQTT 5), enforced while reading (both); "
                                            "above commands.max_config_bytes")
-    profiles: list[Literal["native", "homeassistant", "thingsboard"]] = Field(
+    profiles: list[Literal["native", "homeassistant", "sparkplug", "thingsboard"]] = Field(
         ["native"], description="wire profiles fed from the one outbox (agent/wire/); native is "
         "always published, the reference")
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     thingsboard: ThingsBoardConfig = Field(default_factory=ThingsBoardConfig)
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
 
     @field_validator("profiles")
     @classmethod

@@ -79,6 +79,10 @@ class Agent:
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
         self.uplink.wire = Wire(self)  # mqtt.profiles besides native
+        if "sparkplug" in config.mqtt.profiles:  # its own MQTT session: agent/uplink_sparkplug.py
+            from agent.uplink_sparkplug import SparkplugLink  # noqa: PLC0415
+
+            self.uplink.sparkplug = SparkplugLink(self, self.outbox)
         if self.outbox.salvage is not None:  # the file was damaged: say what was kept and lost
             self.pipeline.event({"type": "buffer.salvaged", **self.outbox.salvage.as_dict()})
 
@@ -152,7 +156,9 @@ class Agent:
                         for dev_id, p in self.pollers.items()},
             "mqtt": {"connections": self.uplink.connections, "published": self.uplink.published,
                      "refused": self.uplink.refused, "acks_refused": self.uplink.acks.refused,
-                     "oversized": self.uplink.oversized},
+                     "oversized": self.uplink.oversized,
+                     **({"sparkplug": self.uplink.sparkplug.stats()}
+                        if self.uplink.sparkplug is not None else {})},
             "billing": {"meters": len(self.billing.meters), "indexes": self.billing.indexes_made,
                         "unsynced_skipped": self.billing.unsynced_skipped},
             "control": self.control_stats.as_dict(),
@@ -254,6 +260,8 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                 agent.group = tg
                 tg.create_task(agent.stop_on(shutdown_trigger), name="shutdown")
                 tg.create_task(agent.uplink.run(), name="uplink")
+                if agent.uplink.sparkplug is not None:
+                    tg.create_task(agent.uplink.sparkplug.run(), name="uplink-sparkplug")
                 tg.create_task(agent.outbox.commit_periodically(), name="commit")
                 tg.create_task(agent.timekeeper.watch(agent.outbox.clock_synced,
                                                       agent.clock_jumped), name="clock")

@@ -108,6 +108,9 @@ class Uplink:
         self.birth = birth
         self.commands = commands
         self.wire: Any = None  # agent.wire.Wire: the profiles besides native (set by the agent)
+        # agent.uplink_sparkplug.SparkplugLink: the sparkplug profile's own session (its NDEATH
+        # is that session's Will), set by the agent when `mqtt.profiles` lists it
+        self.sparkplug: Any = None
         self._clock = clock
         self.root = config.root
         self.connected = asyncio.Event()
@@ -222,9 +225,9 @@ class Uplink:
         online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
         await client.publish_checked(f"{self.root}/state", senml.encode(online, self._encoding),
                                      retain=True, properties=self._format())
-        await self.rebirth()
+        await self.rebirth(sparkplug=False)  # its births go with its own session
 
-    async def rebirth(self) -> None:
+    async def rebirth(self, *, sparkplug: bool = True) -> None:
         if self._client is not None:
             await self._client.publish_checked(
                 f"{self.root}/birth", senml.encode(self.birth(), self.config.mqtt.encoding),
@@ -232,6 +235,8 @@ class Uplink:
             for topic, payload, retain in self.wire.announce() if self.wire else ():
                 await self._client.publish_checked(topic, payload, retain=retain,
                                                    properties=self._format(encoding="json"))
+        if sparkplug and self.sparkplug is not None:
+            await self.sparkplug.rebirth()
 
     async def publish_direct(self, topic: str, body: dict[str, Any], *, qos: int = 0) -> bool:
         """Fire-and-forget for what must not be buffered (health); False when offline."""
@@ -245,6 +250,8 @@ class Uplink:
     async def graceful_offline(self) -> None:
         """On a clean stop, say offline ourselves (the Will only covers crashes)."""
         self._stopping_cleanly = True
+        if self.sparkplug is not None:
+            await self.sparkplug.graceful_offline()
         if self._client is None:
             return
         offline = {"online": False, "sess": self.session, "ts": round(self._clock(), 3)}
@@ -332,6 +339,8 @@ class Uplink:
                                              properties=self._format(encoding="json"))
                       for topic, payload, retain in self.wire.render(
                           message, message.seq <= self._hist_until)]
+        if self.sparkplug is not None:  # on its own session; waits until that one is ready
+            sends.append(self.sparkplug.deliver(message, message.seq <= self._hist_until))
         return max(await asyncio.gather(*sends))
 
     async def _wire_subscribe(self, client: _Client, tg: asyncio.TaskGroup) -> None:

@@ -12,7 +12,9 @@ and `on_message` carry what a platform sends back (Home Assistant's set topics),
 reaches the gateway through the command layer's guarded operations.
 
 Profiles: `native` (no extra messages), `homeassistant` (agent/wire/homeassistant.py) and
-`thingsboard` (agent/wire/thingsboard.py).
+`thingsboard` (agent/wire/thingsboard.py). `sparkplug` (agent/wire/sparkplug.py) is not one of
+`Wire.profiles`: its NDEATH must be the Will of its own MQTT session, so the uplink hands each
+row to agent/uplink_sparkplug.py, which renders and publishes it there (same all-or-nothing ack).
 """
 
 from __future__ import annotations

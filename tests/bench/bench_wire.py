@@ -3,7 +3,8 @@ in the same run.
 
 The messages are real outbox rows of the simulated building's device polls (the demo VMC's 8
 points per message, as the agent stores them), rendered by the agent's own code: the uplink's
-native payload, plus what each profile makes of the same row (agent/wire/). CPU is process time
+native payload, plus what each profile makes of the same row (agent/wire/; Sparkplug's DDATA
+numbered and protobuf-encoded as its own session sends it, after one DBIRTH). CPU is process time
 per reading to build what is published; bytes are the MQTT 5 PUBLISH packets (fixed header,
 topic, packet id, property length, payload) before TLS. Figures and ratios, never pass/fail.
 """
@@ -86,6 +87,11 @@ def measure(name: str, profiles: list[str]) -> Result:
                     out = [(f"{uplink.root}/{m.topic}", uplink.payload(m))]
                     if uplink.wire:
                         out += [(t, p) for t, p, _ in uplink.wire.render(m, False)]
+                    if uplink.sparkplug is not None:  # its own session: DBIRTH once, then DDATA
+                        link = uplink.sparkplug
+                        out += [link.numbered(kind, dev, metrics, 1767225600000)
+                                for kind, dev, metrics in link.profile.render(
+                                    m, m.fields(), False, 1767225600000)]
                     publishes += len(out)
                     size += sum(publish_size(t, p) for t, p in out)
                 best = min(best, time.process_time() - start)
@@ -98,6 +104,7 @@ def main() -> list[Result]:
     results = [measure("native", ["native"]),
                measure("native + homeassistant", ["native", "homeassistant"]),
                measure("native + thingsboard", ["native", "thingsboard"]),
+               measure("native + sparkplug", ["native", "sparkplug"]),
                measure("native + both", ["native", "homeassistant", "thingsboard"])]
     base = results[0]
     print(f"\nWire profiles: {MESSAGES} telemetry rows of {len(DEMO_POINTS[1])} readings "

@@ -80,7 +80,13 @@ def test_the_asyncapi_document_covers_every_topic_and_resolves() -> None:
                          "ha/{dev}/availability", "ha/_alarms", "ha/{dev}/{point}/set",
                          # wire profile thingsboard (agent/wire/thingsboard.py)
                          "v1/gateway/connect", "v1/gateway/disconnect", "v1/gateway/attributes",
-                         "v1/gateway/telemetry", "v1/gateway/rpc"}
+                         "v1/gateway/telemetry", "v1/gateway/rpc",
+                         # wire profile sparkplug (agent/wire/sparkplug.py, protobuf payloads)
+                         "spBv1.0/{group}/NBIRTH/{node}", "spBv1.0/{group}/NDEATH/{node}",
+                         "spBv1.0/{group}/NCMD/{node}", "spBv1.0/{group}/DBIRTH/{node}/{dev}",
+                         "spBv1.0/{group}/DDATA/{node}/{dev}",
+                         "spBv1.0/{group}/DDEATH/{node}/{dev}",
+                         "spBv1.0/{group}/DCMD/{node}/{dev}", "spBv1.0/STATE/{host}"}
     for channel in doc["channels"].values():
         params = set(re.findall(r"{(\w+)}", channel["address"]))
         assert params == set(channel.get("parameters", {})), channel["address"]
@@ -149,7 +155,8 @@ def test_no_topic_matches_two_channels() -> None:
                      .replace("{site}", "site-a").replace("{gw}", "gw-1").replace("{dev}", dev)
                      .replace("{point}", "setpoint").replace("{discovery_prefix}", "homeassistant")
                      .replace("{object_id}", "gw-1-vmc").replace("{component}", "sensor")
-                     .replace("{node_id}", "gw-1-vmc"))
+                     .replace("{node_id}", "gw-1-vmc").replace("{group}", "site-a")
+                     .replace("{node}", "gw-1").replace("{host}", "scada-1"))
             matching = [other for other, pattern in patterns.items() if pattern.match(topic)]
             assert matching == [name], (topic, matching)
 

@@ -160,7 +160,7 @@ def test_a_config_without_native_or_with_an_unknown_profile_is_refused(tmp_path:
     from agent.errors import ConfigError  # noqa: PLC0415
 
     for profiles, said in ((["homeassistant"], "native is always published"),
-                           (["native", "sparkplug"], "profiles")):
+                           (["native", "homie"], "profiles")):
         path = write_config(tmp_path, broker_port=1, modbus_port=1, devices=[],
                             mqtt={"profiles": profiles})
         with pytest.raises(ConfigError) as caught:
