@@ -618,6 +618,11 @@ def decode_hex_file(path: str | Path) -> Telegram:
 
 
 def telegram_to_json(t: Telegram) -> dict[str, Any]:
+    return {**header_to_json(t), "records": [record_to_json(r) for r in t.records]}
+
+
+def header_to_json(t: Any) -> dict[str, Any]:
+    """The meter's identity and the telegram's status, as JSON (wired and wireless telegrams)."""
     return {
         "id": t.id,
         "manufacturer": t.manufacturer,
@@ -625,7 +630,6 @@ def telegram_to_json(t: Telegram) -> dict[str, Any]:
         "medium": t.medium,
         "access_number": t.access_number,
         "status": t.status,
-        "records": [record_to_json(r) for r in t.records],
     }
 
 

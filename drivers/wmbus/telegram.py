@@ -285,12 +285,7 @@ def _mfct_data(records: list[codec.Record]) -> bytes | None:
 
 def telegram_to_json(t: Telegram) -> dict[str, Any]:
     return {
-        "id": t.id,
-        "manufacturer": t.manufacturer,
-        "version": t.version,
-        "medium": t.medium,
-        "access_number": t.access_number,
-        "status": t.status,
+        **codec.header_to_json(t),
         "encryption": {"mode": t.encryption.mode, "decrypted": t.encryption.decrypted},
         "records": [codec.record_to_json(r) for r in t.records],
         "meter_time": t.meter_time.isoformat() if t.meter_time else None,
