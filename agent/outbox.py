@@ -443,10 +443,7 @@ class Outbox:
             with self._transaction():
                 self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
         except sqlite3.Error as exc:
-            reason = medium_fault(exc)
-            if reason is None:
-                raise StoreError(f"outbox: {what}: {exc}") from exc
-            self._enter_fault(reason)
+            self._medium_fault_or_raise(exc, f"outbox: {what}")
             return False
         return True
 
@@ -529,12 +526,17 @@ class Outbox:
                 busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
                 self.checkpoints += 0 if busy else 1
         except sqlite3.Error as exc:
-            reason = medium_fault(exc)
-            if reason is None:
-                raise StoreError(f"outbox maintenance failed: {exc}") from exc
-            self._enter_fault(reason)
+            self._medium_fault_or_raise(exc, "outbox maintenance failed")
 
     # -- disk faults ----------------------------------------------------------------------------
+
+    def _medium_fault_or_raise(self, exc: sqlite3.Error, doing: str) -> None:
+        """A failing medium (diskguard.medium_fault) puts the outbox in fault; any other error
+        (a bug, a damaged file) must not be hidden: StoreError `doing: exc`."""
+        reason = medium_fault(exc)
+        if reason is None:
+            raise StoreError(f"{doing}: {exc}") from exc
+        self._enter_fault(reason)
 
     def _enter_fault(self, reason: str) -> None:
         first = self.fault is None
@@ -619,10 +621,7 @@ class Outbox:
                     self.throttled = True
                     rows = rows[:need]
             except sqlite3.Error as exc:
-                reason = medium_fault(exc)
-                if reason is None:
-                    raise StoreError(f"outbox read failed: {exc}") from exc
-                self._enter_fault(reason)
+                self._medium_fault_or_raise(exc, "outbox read failed")
                 rows = []
             lane = [_message(r) for r in self._decodable(rows)]
             if self.fault is not None and index != 3:  # memory rows are never backlog
@@ -652,10 +651,7 @@ class Outbox:
                                      [(s,) for s in seqs])
                 self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
         except sqlite3.Error as exc:
-            reason = medium_fault(exc)
-            if reason is None:
-                raise StoreError(f"outbox: cannot set rows aside: {exc}") from exc
-            self._enter_fault(reason)
+            self._medium_fault_or_raise(exc, "outbox: cannot set rows aside")
         # Skipped from now on even if the disk refused the move: never retried forever.
         self._db.executemany("INSERT OR IGNORE INTO temp.skip VALUES (?)", [(s,) for s in seqs])
         self.quarantined += len(bad)

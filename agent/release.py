@@ -57,12 +57,7 @@ def generate_key(private: Path) -> Ed25519PrivateKey:
     losing a release key means re-keying every gateway."""
     if private.exists():
         raise ReleaseError(f"{private} exists; refusing to overwrite a key")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    write_atomic(private, pem, 0o600)
-    write_atomic(public_path(private), signing.public_pem(key), 0o644)
-    return key
+    return signing.write_new_key(private)
 
 
 def public_path(private: Path) -> Path:

@@ -20,6 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agent.durable import write_atomic
+
 SIG_FIELD = "sig"
 
 
@@ -96,3 +98,15 @@ def sign(request: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
 def public_pem(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def write_new_key(private: Path) -> Ed25519PrivateKey:
+    """A new Ed25519 key (command key, release key): the private PEM written 0600, never
+    readable by others even for a moment, and the public PEM beside it as `<private>.pub`.
+    The caller refuses an existing file first: a lost key means re-keying the gateways."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    write_atomic(private, pem, 0o600)
+    write_atomic(private.with_name(private.name + ".pub"), public_pem(key), 0o644)
+    return key

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group
@@ -88,25 +89,42 @@ def _header(snap: dict[str, Any], lang: str | None) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class AlarmText:
+    """What the console dashboard and the local web page both say about one active alarm."""
+
+    severity: str  # as the rule gave it (a style or CSS class picks on it)
+    shown: str  # the severity in the operator's language
+    where: str  # device/point
+    value: str | None  # the value that raised it, with its unit; None when the alarm has none
+    ago: str  # since when, short ("?" when the alarm carries no time)
+
+
+def alarm_text(alarm: dict[str, Any], now: float, lang: str | None) -> AlarmText:
+    severity = str(alarm.get("severity", ""))
+    shown = t("severity." + severity, lang) if severity in SEVERITY_ORDER else severity
+    where = "/".join(str(alarm[k]) for k in ("device", "point") if alarm.get(k))
+    value = None
+    if alarm.get("value") is not None:
+        value = value_text({"v": alarm["value"], "u": alarm.get("unit")}, lang)
+    since = alarm.get("raised_at") or alarm.get("since")
+    ago = age(now - since, lang) if isinstance(since, int | float) else "?"
+    return AlarmText(severity, shown, where, value, ago)
+
+
 def _alarms(snap: dict[str, Any], now: float, lang: str | None) -> list[str]:
     alarms = sorted(snap.get("alarms") or [], key=_alarm_rank)
     if not alarms:
         return [f"[green]{t('dash.no_alarm', lang)}[/]"]
     out = [f"[bold red]{t('dash.alarms', lang, count=len(alarms))}[/]"]
     for alarm in alarms:
-        severity = str(alarm.get("severity", ""))
-        style = SEVERITY_STYLE.get(severity, "red")
-        where = "/".join(str(alarm[k]) for k in ("device", "point") if alarm.get(k))
-        value = ""
-        if alarm.get("value") is not None:
-            value = " " + value_text({"v": alarm["value"], "u": alarm.get("unit")}, lang)
-        since = alarm.get("raised_at") or alarm.get("since")
-        ago = age(now - since, lang) if isinstance(since, int | float) else "?"
+        said = alarm_text(alarm, now, lang)
+        style = SEVERITY_STYLE.get(said.severity, "red")
+        value = "" if said.value is None else " " + said.value
         acked = f" [dim]{t('dash.acked', lang)}[/]" if alarm.get("acked") else ""
-        shown = t("severity." + severity, lang) if severity in SEVERITY_ORDER else severity
-        out.append(f"[{style}]{escape(shown):<9}[/]"
-                   f" {escape(str(alarm.get('alarm', '?')))} {escape(where)}{escape(value)} "
-                   f"[dim]{t('dash.since', lang, age=ago)}[/]{acked}")
+        out.append(f"[{style}]{escape(said.shown):<9}[/]"
+                   f" {escape(str(alarm.get('alarm', '?')))} {escape(said.where)}{escape(value)} "
+                   f"[dim]{t('dash.since', lang, age=said.ago)}[/]{acked}")
     return out
 
 

@@ -11,7 +11,7 @@ import time
 from html import escape
 from typing import Any
 
-from agent.display.dashboard import SEVERITY_ORDER, value_text
+from agent.display.dashboard import alarm_text, value_text
 from agent.display.units import age
 from agent.i18n import t
 from agent.local.history import History
@@ -63,18 +63,12 @@ def _alarms(snap: dict[str, Any], now: float, lang: str) -> str:
         return f'<section id="alarms"><p class="none">{t("dash.no_alarm", lang)}</p></section>'
     rows = []
     for alarm in alarms:
-        severity = str(alarm.get("severity", ""))
-        shown = t("severity." + severity, lang) if severity in SEVERITY_ORDER else severity
-        where = "/".join(str(alarm[k]) for k in ("device", "point") if alarm.get(k))
-        value = ""
-        if alarm.get("value") is not None:
-            value = " · " + value_text({"v": alarm["value"], "u": alarm.get("unit")}, lang)
-        since = alarm.get("raised_at") or alarm.get("since")
-        ago = age(now - since, lang) if isinstance(since, int | float) else "?"
-        rows.append(f'<div class="alarm {escape(severity)}" data-alarm="'
-                    f'{escape(str(alarm.get("alarm")))}"><b>{escape(shown)}</b> '
-                    f'{escape(str(alarm.get("alarm")))} — {escape(where)}{escape(value)} · '
-                    f'{escape(t("dash.since", lang, age=ago))}'
+        said = alarm_text(alarm, now, lang)
+        value = "" if said.value is None else " · " + said.value
+        rows.append(f'<div class="alarm {escape(said.severity)}" data-alarm="'
+                    f'{escape(str(alarm.get("alarm")))}"><b>{escape(said.shown)}</b> '
+                    f'{escape(str(alarm.get("alarm")))} — {escape(said.where)}{escape(value)} · '
+                    f'{escape(t("dash.since", lang, age=said.ago))}'
                     f'<br>{escape(str(alarm.get("message", "")))}</div>')
     title = escape(t("dash.alarms", lang, count=len(alarms)))
     return f'<section id="alarms"><h2>{title}</h2>{"".join(rows)}</section>'

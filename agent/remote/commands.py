@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import signing
-from agent.durable import write_atomic
 from agent.remote.link import Link, Received, drain_retained
 
 FINAL = {"succeeded", "failed", "rejected", "accepted"}
@@ -76,13 +75,8 @@ def generate_key(private: Path) -> Path:
     if private.exists():
         raise FileExistsError(f"{private} exists; refusing to overwrite a key")
     private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    write_atomic(private, pem, 0o600)
-    public = private.with_name(private.name + ".pub")
-    write_atomic(public, signing.public_pem(key), 0o644)
-    return public
+    signing.write_new_key(private)
+    return private.with_name(private.name + ".pub")
 
 
 def load_key(path: Path) -> Ed25519PrivateKey:

@@ -24,6 +24,8 @@ from typing import Any
 import aiomqtt
 import cbor2
 
+from agent.wire import topic_matches as matches  # one MQTT filter rule for agent and operator
+
 MAX_PAYLOAD = 4 << 20  # a birth of a large building is tens of kB; more is not ours
 
 
@@ -69,17 +71,6 @@ def decode(payload: bytes) -> Any:
         return cbor2.loads(payload)
     except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
         raise ValueError(f"neither JSON nor CBOR: {exc}") from None
-
-
-def matches(pattern: str, topic: str) -> bool:
-    """MQTT topic filter matching (`+` one level, `#` the rest)."""
-    want, have = pattern.split("/"), topic.split("/")
-    for i, part in enumerate(want):
-        if part == "#":
-            return True
-        if i >= len(have) or (part != "+" and part != have[i]):
-            return False
-    return len(want) == len(have)
 
 
 class Link:

@@ -86,7 +86,7 @@ class Wire:
         """What a platform sent on a subscribed topic; returns the replies to publish."""
         out: list[Publication] = []
         for profile in self.profiles:
-            if any(_matches(f, topic) for f in profile.subscriptions()):
+            if any(topic_matches(f, topic) for f in profile.subscriptions()):
                 try:
                     out.extend(await profile.on_message(topic, payload))
                 except Exception:  # noqa: BLE001 - isolation boundary: a platform's message
@@ -97,7 +97,8 @@ class Wire:
         return out
 
 
-def _matches(pattern: str, topic: str) -> bool:
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching (`+` one level, `#` the rest); the operator CLI uses it too."""
     want, have = pattern.split("/"), topic.split("/")
     for i, part in enumerate(want):
         if part == "#":

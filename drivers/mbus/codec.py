@@ -618,6 +618,11 @@ def decode_hex_file(path: str | Path) -> Telegram:
 
 
 def telegram_to_json(t: Telegram) -> dict[str, Any]:
+    return {**header_to_json(t), "records": [record_to_json(r) for r in t.records]}
+
+
+def header_to_json(t: Any) -> dict[str, Any]:
+    """The meter's identity and the telegram's status, as JSON (wired and wireless telegrams)."""
     return {
         "id": t.id,
         "manufacturer": t.manufacturer,
@@ -625,18 +630,19 @@ def telegram_to_json(t: Telegram) -> dict[str, Any]:
         "medium": t.medium,
         "access_number": t.access_number,
         "status": t.status,
-        "records": [
-            {
-                "value": _json_value(r.value),
-                "unit": r.unit,
-                "quantity": r.quantity,
-                "function": r.function,
-                "storage": r.storage,
-                "tariff": r.tariff,
-                "subunit": r.subunit,
-            }
-            for r in t.records
-        ],
+    }
+
+
+def record_to_json(r: Record) -> dict[str, Any]:
+    """One decoded record as JSON (wired and wireless telegrams alike)."""
+    return {
+        "value": _json_value(r.value),
+        "unit": r.unit,
+        "quantity": r.quantity,
+        "function": r.function,
+        "storage": r.storage,
+        "tariff": r.tariff,
+        "subunit": r.subunit,
     }
 
 

@@ -32,6 +32,37 @@ MAX_PRIMARY = 250  # 251..255 are reserved, network layer and broadcasts
 _SECONDARY = re.compile(r"^\d{8}$")
 
 
+def id_text(value: Any) -> Any:
+    """A meter id as text: YAML reads 12345678 unquoted as a number (and 01234567 as 1234567)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:08d}"
+    return value
+
+
+def is_meter_id(value: Any) -> bool:
+    """True for an 8-digit meter id (the secondary address, the radio id)."""
+    return isinstance(value, str) and _SECONDARY.match(value) is not None
+
+
+def manufacturer_code(value: str | None) -> str | None:
+    """The 3-letter manufacturer code in capitals; raises with the rule when it cannot be one."""
+    if value is None:
+        return None
+    frames.encode_manufacturer(value.upper())  # raises with the rule
+    return value.upper()
+
+
+def check_socket_url(text: str) -> None:
+    """Refuse a `socket://` URL without a host or a valid TCP port (wired and radio buses)."""
+    parts = urlsplit(text)
+    try:
+        tcp_port = parts.port
+    except ValueError:  # a port outside 0..65535 or not a number
+        tcp_port = None
+    if not parts.hostname or tcp_port is None:
+        raise ValueError(f"{text!r}: write socket://HOST:PORT")
+
+
 class Endpoint(Strict):
     """Where the bytes go: a TCP converter (host, port) or a pyserial URL/device (url)."""
 
@@ -73,13 +104,7 @@ class MBusBusConfig(BusConfig):
         if not text:
             raise ValueError("required: a serial device (/dev/ttyUSB1) or socket://HOST:PORT")
         if text.startswith("socket://"):
-            parts = urlsplit(text)
-            try:
-                tcp_port = parts.port
-            except ValueError:
-                tcp_port = None
-            if not parts.hostname or tcp_port is None:
-                raise ValueError(f"{text!r}: write socket://HOST:PORT")
+            check_socket_url(text)
         return text
 
     @field_validator("baudrate")
@@ -187,9 +212,8 @@ class MBusDeviceConfig(DeviceConfig):
     @field_validator("secondary", mode="before")
     @classmethod
     def _secondary_digits(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = f"{value:08d}"  # YAML reads 12345678 unquoted as a number
-        if value is not None and not (isinstance(value, str) and _SECONDARY.match(value)):
+        value = id_text(value)
+        if value is not None and not is_meter_id(value):
             raise ValueError(f"{value!r}: the secondary address is the meter's 8-digit id "
                              "(quote it when it starts with 0)")
         return value
@@ -197,10 +221,7 @@ class MBusDeviceConfig(DeviceConfig):
     @field_validator("manufacturer")
     @classmethod
     def _manufacturer_code(cls, value: str | None) -> str | None:
-        if value is not None:
-            frames.encode_manufacturer(value.upper())  # raises with the rule
-            return value.upper()
-        return value
+        return manufacturer_code(value)
 
     @model_validator(mode="after")
     def _one_address(self) -> MBusDeviceConfig:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from functools import reduce
 
-from drivers.wmbus.radio import Answer, Garbage, Radio, Received, cc1101_dbm
+from drivers.wmbus.radio import Answer, Garbage, Radio, Received, cc1101_dbm, resync
 
 START = 0xFF
 CMD_DATA_IND = 0x03
@@ -69,10 +69,7 @@ class AmberParser:
         buf = self._buf
         while buf:
             if buf[0] != START or (len(buf) > 1 and buf[1] not in _KNOWN):
-                start = buf.find(START, 1)
-                dropped = len(buf) if start < 0 else start
-                del buf[:dropped]
-                out.append(Garbage(dropped, "bytes outside an Amber frame"))
+                out.append(resync(buf, START, "bytes outside an Amber frame"))
                 continue
             if len(buf) < 3:
                 break

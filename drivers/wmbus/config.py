@@ -13,21 +13,18 @@ down after `silence_factor` intervals without a telegram.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from agent.config_models import BusConfig, DeviceConfig
 from agent.durations import Duration
-from drivers.mbus import frames
-from drivers.mbus.config import MBusPointConfig
+from drivers.mbus.config import (MBusPointConfig, check_socket_url, id_text, is_meter_id,
+                                 manufacturer_code)
 
 Receiver = Literal["im871a", "amb8465", "amb3665", "hex"]
 Mode = Literal["t1", "c1", "s1"]
-_ID = re.compile(r"^\d{8}$")
 DEFAULT_INTERVAL = 900.0  # 15 min: a common OMS stationary interval
 _MODES = {"im871a": (("s1",), ("t1",), ("c1",), ("c1", "t1")),
           "amb8465": (("t1",), ("c1",), ("c1", "t1")),
@@ -69,13 +66,7 @@ class WMBusBusConfig(BusConfig):
             return None
         text = value.strip()
         if text.startswith("socket://"):
-            parts = urlsplit(text)
-            try:
-                tcp_port = parts.port
-            except ValueError:
-                tcp_port = None
-            if not parts.hostname or tcp_port is None:
-                raise ValueError(f"{text!r}: write socket://HOST:PORT")
+            check_socket_url(text)
         elif not text:
             raise ValueError("a serial device (/dev/ttyUSB0) or socket://HOST:PORT")
         return text
@@ -120,9 +111,8 @@ class WMBusDeviceConfig(DeviceConfig):
     @field_validator("address", mode="before")
     @classmethod
     def _eight_digits(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = f"{value:08d}"  # YAML reads 12345678 unquoted as a number
-        if not (isinstance(value, str) and _ID.match(value)):
+        value = id_text(value)
+        if not is_meter_id(value):
             raise ValueError(f"{value!r}: a radio meter's address is its 8-digit id (quote it "
                              "when it starts with 0)")
         return value
@@ -130,10 +120,7 @@ class WMBusDeviceConfig(DeviceConfig):
     @field_validator("manufacturer")
     @classmethod
     def _manufacturer_code(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        frames.encode_manufacturer(value.upper())  # raises with the rule
-        return value.upper()
+        return manufacturer_code(value)
 
     @property
     def silence(self) -> float:

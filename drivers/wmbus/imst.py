@@ -19,7 +19,7 @@ A reset is DEVMGMT RESET_REQ 0x07 -> RESET_RSP 0x08, after which the configurati
 
 from __future__ import annotations
 
-from drivers.wmbus.radio import Answer, Garbage, Radio, Received, cc1101_dbm
+from drivers.wmbus.radio import Answer, Garbage, Radio, Received, cc1101_dbm, resync
 
 SOF = 0xA5
 DEVMGMT = 0x01
@@ -89,10 +89,7 @@ class HciParser:
         buf = self._buf
         while buf:
             if buf[0] != SOF:
-                start = buf.find(SOF)
-                dropped = len(buf) if start < 0 else start
-                del buf[:dropped]
-                out.append(Garbage(dropped, "bytes outside a HCI message"))
+                out.append(resync(buf, SOF, "bytes outside a HCI message"))
                 continue
             if len(buf) < 4:
                 break

@@ -34,6 +34,15 @@ class Garbage:
     why: str
 
 
+def resync(buf: bytearray, start: int, why: str) -> Garbage:
+    """Drop the bytes before the next `start` byte after buf[0] (all when there is none): a
+    stick's stream picks up again at the next frame."""
+    found = buf.find(start, 1)
+    dropped = len(buf) if found < 0 else found
+    del buf[:dropped]
+    return Garbage(dropped, why)
+
+
 Received = Radio | Answer | Garbage
 
 

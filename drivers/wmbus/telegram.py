@@ -14,7 +14,6 @@ a verified decryption (0x2F2F, MAC or ELL payload CRC).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -285,23 +284,10 @@ def _mfct_data(records: list[codec.Record]) -> bytes | None:
 
 
 def telegram_to_json(t: Telegram) -> dict[str, Any]:
-    def value(v: Any) -> Any:
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
     return {
-        "id": t.id,
-        "manufacturer": t.manufacturer,
-        "version": t.version,
-        "medium": t.medium,
-        "access_number": t.access_number,
-        "status": t.status,
+        **codec.header_to_json(t),
         "encryption": {"mode": t.encryption.mode, "decrypted": t.encryption.decrypted},
-        "records": [
-            {"value": value(r.value), "unit": r.unit, "quantity": r.quantity,
-             "function": r.function, "storage": r.storage, "tariff": r.tariff,
-             "subunit": r.subunit}
-            for r in t.records
-        ],
+        "records": [codec.record_to_json(r) for r in t.records],
         "meter_time": t.meter_time.isoformat() if t.meter_time else None,
         "manufacturer_data": t.manufacturer_data.hex().upper() if t.manufacturer_data else None,
         "unparsed_tail": t.unparsed_tail.hex().upper() if t.unparsed_tail else None,

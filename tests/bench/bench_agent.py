@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import yaml
 
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from agent.uplink import watch
+from tests.bench.gateway_file import write_gateway_file
 from tests.broker import Mosquitto
 
 WARMUP = 4.0
@@ -46,21 +46,12 @@ class Result:
 
 def _config(workdir: Path, broker: int, modbus: int, devices: int, poll: str) -> Path:
     units = [1, 2]
-    doc = {
-        "gateway": {"id": "gw-bench", "site": "bench"},
-        "mqtt": {"host": "127.0.0.1", "port": broker, "tls": False},
-        "buffer": {"path": str(workdir / "outbox.db")},
-        "control": {"socket": str(workdir / "control.sock")},
-        "health": {"interval": "1h"},
-        "log_level": "warning",
-        "buses": [{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1", "port": modbus}],
-        "devices": [{"id": f"dev-{i}", "bus": "lan", "address": units[i % 2], "poll": poll,
-                     "timeout": "1s", "points": DEMO_POINTS[units[i % 2]]}
-                    for i in range(devices)],
-    }
-    path = workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_gateway_file(
+        workdir, broker, log_level="warning",
+        buses=[{"id": "lan", "driver": "modbus-tcp", "host": "127.0.0.1", "port": modbus}],
+        devices=[{"id": f"dev-{i}", "bus": "lan", "address": units[i % 2], "poll": poll,
+                  "timeout": "1s", "points": DEMO_POINTS[units[i % 2]]}
+                 for i in range(devices)])
 
 
 def _write_bytes(proc: psutil.Process) -> int:

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import yaml
 
 from agent.sim.radio_meters import RadioAir, RadioMeter, keys_file
 from agent.sim.radio_stick import EmulatedStick
 from agent.uplink import watch
 from drivers.mbus.simulator import WaterMeter
+from tests.bench.gateway_file import write_gateway_file
 from tests.broker import Mosquitto
 
 METERS = 200
@@ -52,22 +52,13 @@ def building(interval: float) -> list[RadioMeter]:
 
 
 def _config(workdir: Path, broker: int, stick: int, meters: list[RadioMeter]) -> Path:
-    doc = {
-        "gateway": {"id": "gw-bench", "site": "bench"},
-        "mqtt": {"host": "127.0.0.1", "port": broker, "tls": False},
-        "buffer": {"path": str(workdir / "outbox.db")},
-        "control": {"socket": str(workdir / "control.sock")},
-        "health": {"interval": "1h"},
-        "log_level": "error",
-        "buses": [{"id": "radio", "driver": "wmbus", "receiver": "im871a",
-                   "port": f"socket://127.0.0.1:{stick}", "silence": "1h",
-                   "keys": str(keys_file(meters, workdir / "keys"))}],
-        "devices": [{"id": m.name, "bus": "radio", "address": m.source.ident,
-                     "profile": "water-meter", "interval": f"{m.interval:g}s"} for m in meters],
-    }
-    path = workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_gateway_file(
+        workdir, broker, log_level="error",
+        buses=[{"id": "radio", "driver": "wmbus", "receiver": "im871a",
+                "port": f"socket://127.0.0.1:{stick}", "silence": "1h",
+                "keys": str(keys_file(meters, workdir / "keys"))}],
+        devices=[{"id": m.name, "bus": "radio", "address": m.source.ident,
+                  "profile": "water-meter", "interval": f"{m.interval:g}s"} for m in meters])
 
 
 async def measure(name: str, interval: float, warmup: float, seconds: float,

@@ -8,10 +8,8 @@ boundary index reaches the backend with one mid, the values are the meter's, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from agent.clock import SystemClock
 from drivers.mbus.simulator import MBusSimulator, WaterMeter
 from tests.billing.helpers import PARIS, paris
 from tests.faults.harness import persistent_broker
-from tests.integration.helpers import load, write_config
+from tests.integration.helpers import load, running_agent, write_config
 from tests.integration.test_schemas import assert_valid
 from tests.observer import Observer
 from tests.observer import observing as observe
@@ -50,19 +48,6 @@ class SteppedClock(SystemClock):
 
     def jump_to(self, wall: float) -> None:
         self.offset = wall - time.time()
-
-
-@contextlib.asynccontextmanager
-async def agent_running(config: Any, clock: SteppedClock) -> AsyncIterator[supervisor.Agent]:
-    stop = asyncio.Event()
-    ready: asyncio.Future[supervisor.Agent] = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(supervisor.serve(config, shutdown_trigger=stop.wait,
-                                                  clock=clock, ready=ready.set_result))
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def polled_after(agent: supervisor.Agent, wall: float) -> None:
@@ -113,7 +98,7 @@ async def test_six_weeks_of_boundary_indexes_through_every_fault(tmp_path: Path)
     stored_truth: dict[str, int] = {}
     try:
         async with observe(broker.port, f"{ROOT}/#", client_id="billing-backend") as observer:
-            async with agent_running(config, clock) as agent:
+            async with running_agent(config, clock) as agent:
                 await polled_after(agent, clock.time())
                 await day_by_day(agent, clock, date(2026, 10, 23), date(2026, 10, 31))
                 broker.stop()  # the broker is down across the month start
@@ -123,7 +108,7 @@ async def test_six_weeks_of_boundary_indexes_through_every_fault(tmp_path: Path)
                 broker.start()
                 await day_by_day(agent, clock, date(2026, 11, 3), date(2026, 11, 9))
             clock.jump_to(paris(2026, 11, 11, 9))  # the gateway is off over two midnights
-            async with agent_running(config, clock) as agent:
+            async with running_agent(config, clock) as agent:
                 await polled_after(agent, clock.time())
                 await day_by_day(agent, clock, date(2026, 11, 12), date(2026, 11, 15))
                 clock.jump_to(paris(2026, 11, 15, 12))
@@ -138,7 +123,7 @@ async def test_six_weeks_of_boundary_indexes_through_every_fault(tmp_path: Path)
                 await polled_after(agent, clock.time() + 0.5)
                 await day_by_day(agent, clock, date(2026, 11, 21), date(2026, 11, 30))
             clock.jump_to(paris(2026, 12, 1, 10))  # off over the month's last midnight
-            async with agent_running(config, clock) as agent:
+            async with running_agent(config, clock) as agent:
                 await polled_after(agent, clock.time())
                 stored_truth["2026-12-01"] = int(new.litres(paris(2026, 12, 1)))
                 await day_by_day(agent, clock, date(2026, 12, 2), date(2026, 12, 2))

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from drivers.mbus.simulator import WaterMeter
+
 
 def short_socket() -> Path:
     # A Unix socket path is limited to 107 bytes; pytest's tmp_path names can be longer.
@@ -29,3 +31,18 @@ def write_config(tmp_path: Path, *, buses: list[dict[str, Any]],
     path = tmp_path / "gateway.yaml"
     path.write_text("# site notes: keep me\n" + yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def mbus_config(tmp_path: Path, port: int) -> Path:
+    """One wired M-Bus bus `meters` behind a TCP converter on 127.0.0.1:port, no devices yet."""
+    # 38400 baud: behind a TCP converter the rate only sizes the wait for a telegram
+    return write_config(tmp_path, buses=[{"id": "meters", "driver": "mbus",
+                                          "port": f"socket://127.0.0.1:{port}",
+                                          "baudrate": 38400}], devices=[])
+
+
+def colliding_meters() -> list[WaterMeter]:
+    """Two meters left at the factory primary address 0 and one at 3 (a scan must say so)."""
+    return [WaterMeter(0, "41000001", "SAP", 0x15, 0x07),
+            WaterMeter(0, "41000002", "SAP", 0x15, 0x07),
+            WaterMeter(3, "61000003", "ITW", 0x20, 0x16)]

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from agent import config as config_mod
 from agent.cli import main
 from agent.i18n import set_language
-from drivers.mbus.simulator import MBusSimulator, WaterMeter
-from tests.cli.helpers import write_config
+from drivers.mbus.simulator import MBusSimulator
+from tests.cli.helpers import colliding_meters, mbus_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FRENCH = {"LANG": "fr_FR.UTF-8", "BATIGATE_LANG": None, "LC_ALL": None, "LC_MESSAGES": None}
@@ -103,15 +103,10 @@ def test_config_check_names_the_problems_in_french(tmp_path: Path) -> None:
 
 async def test_scan_mbus_in_french_against_the_simulator(tmp_path: Path) -> None:
     # Two meters left at the factory address 0, one at 3: the collision advice in French.
-    meters = [WaterMeter(0, "41000001", "SAP", 0x15, 0x07),
-              WaterMeter(0, "41000002", "SAP", 0x15, 0x07),
-              WaterMeter(3, "61000003", "ITW", 0x20, 0x16)]
-    simulator = MBusSimulator(meters)
+    simulator = MBusSimulator(colliding_meters())
     port = await simulator.start()
     try:
-        path = write_config(tmp_path, buses=[{"id": "meters", "driver": "mbus",
-                                              "port": f"socket://127.0.0.1:{port}",
-                                              "baudrate": 38400}], devices=[])
+        path = mbus_config(tmp_path, port)
         args = ["scan", "mbus", "--bus", "meters", "--addresses", "0-4", "--timeout", "0.1",
                 "--config", str(path)]
         result = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--add"], env=FRENCH)

@@ -16,7 +16,7 @@ from agent.cli import main
 from agent.cli_scan import add_devices
 from agent.sim.building import Building
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, WaterMeter
-from tests.cli.helpers import write_config
+from tests.cli.helpers import colliding_meters, mbus_config, write_config
 
 
 async def _invoke(args: list[str]):
@@ -92,10 +92,7 @@ async def test_scan_mbus_primary_and_secondary(tmp_path: Path) -> None:
     simulator = MBusSimulator(meters)
     port = await simulator.start()
     try:
-        # 38400 baud: behind a TCP converter the rate only sizes the wait for a telegram
-        path = write_config(tmp_path, buses=[{"id": "meters", "driver": "mbus",
-                                              "port": f"socket://127.0.0.1:{port}",
-                                              "baudrate": 38400}], devices=[])
+        path = mbus_config(tmp_path, port)
         result = await _invoke(["scan", "mbus", "--bus", "meters", "--addresses", "0-12",
                                 "--no-secondary", "--timeout", "0.1", "--json", "--config",
                                 str(path)])
@@ -118,15 +115,10 @@ async def test_scan_mbus_primary_and_secondary(tmp_path: Path) -> None:
 
 
 async def test_scan_mbus_meters_sharing_factory_address_0(tmp_path: Path) -> None:
-    meters = [WaterMeter(0, "41000001", "SAP", 0x15, 0x07), WaterMeter(0, "41000002", "SAP",
-                                                                      0x15, 0x07),
-              WaterMeter(3, "61000003", "ITW", 0x20, 0x16)]
-    simulator = MBusSimulator(meters)
+    simulator = MBusSimulator(colliding_meters())
     port = await simulator.start()
     try:
-        path = write_config(tmp_path, buses=[{"id": "meters", "driver": "mbus",
-                                              "port": f"socket://127.0.0.1:{port}",
-                                              "baudrate": 38400}], devices=[])
+        path = mbus_config(tmp_path, port)
         result = await _invoke(["scan", "mbus", "--bus", "meters", "--addresses", "0-4",
                                 "--add", "--timeout", "0.1", "--config", str(path)])
         assert result.exit_code == 0, result.output

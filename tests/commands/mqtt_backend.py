@@ -18,6 +18,7 @@ from paho.mqtt.properties import Properties
 from agent import supervisor
 from agent.commands import CommandHandler
 from agent.config import Config
+from tests.integration.helpers import running_agent
 
 ROOT = "bgw/v1/site-a/gw-test"
 
@@ -28,18 +29,10 @@ async def agent_with_commands(config: Config
     """A running agent and the CommandHandler it wired itself (`Agent.commands`, the one its
     uplink calls): what these tests exercise is what production runs. Handler settings (keys,
     auth) come from the config file, as in the field."""
-    stop = asyncio.Event()
-    ready: asyncio.Future[supervisor.Agent] = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(supervisor.serve(config, shutdown_trigger=stop.wait,
-                                                  ready=ready.set_result))
-    try:
-        agent = await asyncio.wait_for(asyncio.shield(ready), 10)
+    async with running_agent(config) as agent:
         assert agent.uplink.commands is agent.commands
         await asyncio.wait_for(agent.uplink.connected.wait(), 10)
         yield agent, agent.commands
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 class Backend:

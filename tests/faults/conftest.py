@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from agent.sim.modbus_building import ModbusBuilding
 
 
 @pytest.fixture
-async def building() -> AsyncIterator[tuple[ModbusBuilding, int]]:
-    sim = ModbusBuilding()
-    port = await sim.start(0)
-    yield sim, port
-    await sim.stop()
+def building(modbus_building: tuple[ModbusBuilding, int]) -> tuple[ModbusBuilding, int]:
+    """The simulated Modbus building of tests/conftest.py, under the name these tests use."""
+    return modbus_building

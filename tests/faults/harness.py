@@ -74,6 +74,14 @@ class AgentProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    async def __aenter__(self) -> AgentProcess:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Whatever the test did or how it failed, no agent outlives it.
+        if self.alive:
+            await self.kill()
+
 
 def observing(port: int, client_id: str = "fault-observer") -> Any:
     return observe(port, f"{ROOT}/#", client_id=client_id)

@@ -15,7 +15,7 @@ from agent.clock import SystemClock
 from agent.timesync import PLAUSIBLE_AFTER
 from tests.faults.harness import (assert_contiguous, assert_lanes_in_order, config, deduplicated, observing,
                                   persistent_broker)
-from tests.integration.helpers import load
+from tests.integration.helpers import load, running_agent
 
 
 class PiClock(SystemClock):
@@ -47,7 +47,7 @@ async def test_boot_at_1970_then_ntp_then_jumps(tmp_path: Path, building: tuple)
     conf = load(config(tmp_path, broker, modbus_port, buffer={"max_age": "10m"}))
     try:
         async with observing(broker.port) as observer, \
-                running_agent_with(conf, clock) as agent:
+                running_agent(conf, clock) as agent:
             await asyncio.sleep(3)  # polling at 1970
             assert agent.outbox.stats()["held_for_clock"] >= 10
             assert not [b for b in observer.first_deliveries() if "e" in b]
@@ -81,24 +81,3 @@ async def test_boot_at_1970_then_ntp_then_jumps(tmp_path: Path, building: tuple)
     assert not [b for b in observer.first_deliveries() if b.get("type") == "buffer.overflow"]
     assert_lanes_in_order(observer)
     assert any(b.get("type") == "clock.jump" for b in observer.first_deliveries())
-
-
-def running_agent_with(conf: object, clock: PiClock):  # type: ignore[no-untyped-def]
-    """tests.integration.helpers.running_agent with a clock."""
-    import contextlib  # noqa: PLC0415
-
-    from agent import supervisor  # noqa: PLC0415
-
-    @contextlib.asynccontextmanager
-    async def run():  # type: ignore[no-untyped-def]
-        stop = asyncio.Event()
-        ready: asyncio.Future = asyncio.get_running_loop().create_future()
-        task = asyncio.ensure_future(supervisor.serve(conf, shutdown_trigger=stop.wait,  # type: ignore[arg-type]
-                                                      clock=clock, ready=ready.set_result))
-        try:
-            yield await asyncio.wait_for(asyncio.shield(ready), 10)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 15)
-
-    return run()

@@ -13,6 +13,7 @@ import yaml
 
 from agent import config as config_mod
 from agent import supervisor
+from agent.clock import Clock
 from agent.config import Config
 
 
@@ -40,11 +41,14 @@ def write_config(tmp_path: Path, *, broker_port: int, modbus_port: int | None = 
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: Config) -> AsyncIterator[supervisor.Agent]:
+async def running_agent(config: Config, clock: Clock | None = None
+                        ) -> AsyncIterator[supervisor.Agent]:
+    """The agent served in this process (on `clock`, the system's by default) until the block
+    ends."""
     stop = asyncio.Event()
     ready: asyncio.Future[supervisor.Agent] = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(supervisor.serve(config, shutdown_trigger=stop.wait,
-                                                  ready=ready.set_result))
+                                                  clock=clock, ready=ready.set_result))
     try:
         yield await asyncio.wait_for(asyncio.shield(ready), 10)
     finally:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent import control
-from tests.faults.harness import (ENV, ROOT, RUN, AgentProcess, config, devices, observing,
-                                  persistent_broker)
+from tests.broker import Mosquitto
+from tests.faults.harness import ENV, ROOT, RUN, AgentProcess, config, devices, observing
 from tests.integration.test_schemas import assert_valid
 from tests.security.procmem import open_fds
 
@@ -49,19 +49,17 @@ def send_oversized_line(path: Path) -> bool:
 
 
 @pytest.mark.timeout(120)
-async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, building: tuple
-                                                           ) -> None:
+async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, building: tuple,
+                                                           broker: Mosquitto) -> None:
     _, modbus_port = building
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     path = config(tmp_path, broker, modbus_port, devices=devices("500ms", (1,)),
                   health={"interval": "500ms"},
                   control={"socket": str(tmp_path / "control.sock"), "idle_timeout": "3s"})
     sock_path = tmp_path / "control.sock"
-    agent = AgentProcess(path, tmp_path / "agent.log")
     idle: list[socket.socket] = []
     try:
-        async with observing(broker.port, client_id="ctl-observer") as observer:
+        async with (AgentProcess(path, tmp_path / "agent.log") as agent,
+                    observing(broker.port, client_id="ctl-observer") as observer):
             with agent.log.open("ab") as log:
                 agent.proc = await asyncio.create_subprocess_exec(
                     *RUN, str(path), env=ENV, stderr=log, preexec_fn=lowered_fd_limit)
@@ -83,9 +81,6 @@ async def test_idle_clients_cannot_exhaust_the_descriptors(tmp_path: Path, build
     finally:
         for sock in idle:
             sock.close()
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
     assert_valid("health.json", health)
     stats = health["control"]
     # every client was served (never more than the cap at once), refused or disconnected when idle

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.uplink import watch
-from tests.faults.harness import (ENV, ROOT, AgentProcess, config, devices, observing,
-                                  persistent_broker)
+from tests.broker import Mosquitto
+from tests.faults.harness import ENV, ROOT, AgentProcess, config, devices, observing
 
 
 async def retained_state(port: int) -> dict:
@@ -26,14 +26,12 @@ async def retained_state(port: int) -> dict:
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_a_crash_leaves_the_retained_state_offline(tmp_path: Path, building: tuple,
-                                                         protocol: str) -> None:
+                                                         broker: Mosquitto, protocol: str
+                                                         ) -> None:
     _, modbus_port = building
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     path = config(tmp_path, broker, modbus_port, devices=devices("200ms", (1,)),
                   mqtt={"protocol": protocol})
-    agent = AgentProcess(path, tmp_path / "agent.log")
-    try:
+    async with AgentProcess(path, tmp_path / "agent.log") as agent:
         async with observing(broker.port) as observer:
             log = agent.log.open("ab")
             agent.proc = await asyncio.create_subprocess_exec(
@@ -48,8 +46,4 @@ async def test_a_crash_leaves_the_retained_state_offline(tmp_path: Path, buildin
             await observer.wait_for(lambda ms: any(
                 m.topic.endswith("/state") and m.body.get("online") is False for m in ms), 15)
             state = await retained_state(broker.port)
-    finally:
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
     assert state["online"] is False

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import AgentProcess, config, devices, observing, persistent_broker
+from tests.broker import Mosquitto
+from tests.faults.harness import AgentProcess, config, devices, observing
 
 
 def mode(path: Path) -> int:
@@ -18,27 +19,22 @@ def mode(path: Path) -> int:
 
 
 @pytest.mark.timeout(60)
-async def test_outbox_wal_and_shm_are_0600_under_umask_022(tmp_path: Path, building: tuple
-                                                             ) -> None:
+async def test_outbox_wal_and_shm_are_0600_under_umask_022(tmp_path: Path, building: tuple,
+                                                             broker: Mosquitto) -> None:
     _, modbus_port = building
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     state = tmp_path / "state" / "lib"  # does not exist yet: the agent creates it
     path = config(tmp_path, broker, modbus_port, devices=devices("200ms", (1,)),
                   buffer={"path": str(state / "outbox.db")})
-    agent = AgentProcess(path, tmp_path / "agent.log")
     previous = os.umask(0o022)  # the child inherits it
     try:
-        async with observing(broker.port) as observer:
+        async with (AgentProcess(path, tmp_path / "agent.log") as agent,
+                    observing(broker.port) as observer):
             await agent.start()
             await observer.wait_for(lambda ms: any(m.topic.endswith("/tm") for m in ms), 20)
             files = {p.name: mode(p) for p in state.iterdir()}
             await agent.stop()
     finally:
         os.umask(previous)
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
     assert {"outbox.db", "outbox.db-wal", "outbox.db-shm"} <= set(files), files
     assert all(m == 0o600 for m in files.values()), {k: oct(v) for k, v in files.items()}
     assert mode(state) == 0o700

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import ROOT, AgentProcess, persistent_broker
+from tests.broker import Mosquitto
+from tests.faults.harness import ROOT, AgentProcess
 from tests.integration.helpers import write_config
 from tests.observer import observing
 from tests.security.procmem import peak_rss
@@ -20,7 +21,8 @@ POURED = 256 * MiB
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("driver", ["mbus", "modbus-tcp"])
-async def test_a_pouring_converter_does_not_fill_the_memory(tmp_path: Path, driver: str) -> None:
+async def test_a_pouring_converter_does_not_fill_the_memory(tmp_path: Path, broker: Mosquitto,
+                                                           driver: str) -> None:
     poured = asyncio.Event()
     sent = 0
 
@@ -37,8 +39,6 @@ async def test_a_pouring_converter_does_not_fill_the_memory(tmp_path: Path, driv
 
     server = await asyncio.start_server(converter, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     devices = [{"id": "eau-1", "bus": "meters", "address": 1, "poll": "1s", "timeout": "300ms"}]
     buses = [{"id": "meters", "driver": "mbus", "port": f"socket://127.0.0.1:{port}"}]
     if driver == "modbus-tcp":
@@ -48,9 +48,9 @@ async def test_a_pouring_converter_does_not_fill_the_memory(tmp_path: Path, driv
         buses = [{"id": "meters", "driver": "modbus-tcp", "host": "127.0.0.1", "port": port}]
     path = write_config(tmp_path, broker_port=broker.port, modbus_port=1, devices=devices,
                         buses=buses, health={"interval": "1s"})
-    agent = AgentProcess(path, tmp_path / "agent.log")
     try:
-        async with observing(broker.port, f"{ROOT}/health") as observer:
+        async with (AgentProcess(path, tmp_path / "agent.log") as agent,
+                    observing(broker.port, f"{ROOT}/health") as observer):
             await agent.start()
             assert agent.proc is not None
             await asyncio.wait_for(poured.wait(), 60)
@@ -65,9 +65,6 @@ async def test_a_pouring_converter_does_not_fill_the_memory(tmp_path: Path, driv
             assert agent.alive
             assert await agent.stop() == 0
     finally:
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
         server.close()
     print(f"agent peak RSS {peak / MiB:.0f} MiB after {sent / MiB:.0f} MiB poured")
     assert peak < 150 * MiB, f"peak RSS {peak / MiB:.0f} MiB"

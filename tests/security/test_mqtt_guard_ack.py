@@ -9,22 +9,20 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.faults.harness import (ROOT, AgentProcess, config, devices, observing,
-                                  persistent_broker)
+from tests.broker import Mosquitto
+from tests.faults.harness import ROOT, AgentProcess, config, devices, observing
 
 MiB = 2**20
 
 
 @pytest.mark.timeout(120)
-async def test_an_oversized_ack_releases_nothing(tmp_path: Path, building: tuple) -> None:
+async def test_an_oversized_ack_releases_nothing(tmp_path: Path, building: tuple,
+                                                broker: Mosquitto) -> None:
     _, modbus_port = building
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     path = config(tmp_path, broker, modbus_port, devices=devices("200ms", (1,)),
                   buffer={"release": "backend"},
                   mqtt={"protocol": "3.1.1", "max_packet_kb": 64})
-    agent = AgentProcess(path, tmp_path / "agent.log")
-    try:
+    async with AgentProcess(path, tmp_path / "agent.log") as agent:
         async with observing(broker.port) as observer:
             await agent.start()
             await observer.wait_for(lambda ms: sum(m.topic.endswith("/tm") for m in ms) >= 5, 20)
@@ -37,10 +35,6 @@ async def test_an_oversized_ack_releases_nothing(tmp_path: Path, building: tuple
             await asyncio.sleep(1.5)
             assert agent.alive
             assert await agent.stop() == 0
-    finally:
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
     import sqlite3  # noqa: PLC0415
 
     db = sqlite3.connect(tmp_path / "outbox.db")

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.faults.harness import (ROOT, AgentProcess, config, devices, observing,
-                                  persistent_broker)
+from tests.broker import Mosquitto
+from tests.faults.harness import ROOT, AgentProcess, config, devices, observing
 from tests.security.procmem import peak_rss
 
 MiB = 2**20
@@ -27,14 +27,12 @@ async def publish(port: int, payload: bytes) -> None:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_a_100_mb_command_is_never_buffered_whole(tmp_path: Path, building: tuple,
-                                                        protocol: str) -> None:
+                                                        broker: Mosquitto, protocol: str
+                                                        ) -> None:
     _, modbus_port = building
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     path = config(tmp_path, broker, modbus_port, devices=devices("1s", (1,)),
                   mqtt={"protocol": protocol})
-    agent = AgentProcess(path, tmp_path / "agent.log")
-    try:
+    async with AgentProcess(path, tmp_path / "agent.log") as agent:
         async with observing(broker.port) as observer:
             await agent.start()
             assert agent.proc is not None
@@ -50,10 +48,6 @@ async def test_a_100_mb_command_is_never_buffered_whole(tmp_path: Path, building
             peak = peak_rss(agent.proc.pid)
             assert agent.alive
             assert await agent.stop() == 0
-    finally:
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
     answers = [m.body for m in observer.messages if m.topic.endswith("/cmd/res")]
     print(f"MQTT {protocol}: agent peak RSS {before / MiB:.0f} -> {peak / MiB:.0f} MiB")
     assert peak - before < 20 * MiB, f"{before / MiB:.0f} -> {peak / MiB:.0f} MiB"

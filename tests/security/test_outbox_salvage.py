@@ -14,7 +14,8 @@ import pytest
 from agent import sqlite_pages
 from agent.outbox import PRIO_TELEMETRY, Outbox
 from tests.integration.test_schemas import assert_valid
-from tests.faults.harness import AgentProcess, config, devices, observing, persistent_broker
+from tests.broker import Mosquitto
+from tests.faults.harness import AgentProcess, config, devices, observing
 
 ROWS = 2000
 PAGE = 4096
@@ -120,18 +121,15 @@ def test_two_changed_bytes_in_a_row_quarantine_that_row_only(tmp_path: Path) -> 
 
 @pytest.mark.timeout(90)
 async def test_a_real_agent_starts_on_a_truncated_outbox_and_reports_the_loss(
-        tmp_path: Path, building: tuple) -> None:
+        tmp_path: Path, building: tuple, broker: Mosquitto) -> None:
     _, modbus_port = building
     path = filled(tmp_path)  # the outbox of the agent's config (buffer.path = tmp/outbox.db)
     with path.open("r+b") as f:
         f.truncate(path.stat().st_size * 2 // 3)
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     config_path = config(tmp_path, broker, modbus_port, devices=devices("500ms", (1,)),
                          health={"interval": "500ms"},
                          buffer={"backlog_rate": 0})  # unpaced: the test need not wait
-    agent = AgentProcess(config_path, tmp_path / "agent.log")
-    try:
+    async with AgentProcess(config_path, tmp_path / "agent.log") as agent:
         async with observing(broker.port) as observer:
             await agent.start()
             await observer.wait_for(lambda ms: any(
@@ -145,10 +143,6 @@ async def test_a_real_agent_starts_on_a_truncated_outbox_and_reports_the_loss(
                 >= event["salvaged"], 40)  # the backlog is paced
             assert agent.alive
             assert await agent.stop() == 0
-    finally:
-        if agent.alive:
-            await agent.kill()
-        broker.stop()
     assert_valid("evt.json", event)
     assert_valid("health.json", [m.body for m in observer.messages if m.topic.endswith("/health")][-1])
     assert event["salvaged"] > 0 and event["lost"] > 0 and event["lost_ranges"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.faults.harness import (ROOT, AgentProcess, config, devices, observing,
-                                  persistent_broker)
+from tests.broker import Mosquitto
+from tests.faults.harness import ROOT, AgentProcess, config, devices, observing
 from tests.security.procmem import peak_rss
 from tests.security.test_yaml_bounds import alias_bomb
 
@@ -20,11 +20,9 @@ MiB = 2**20
 
 
 @pytest.mark.timeout(120)
-async def test_a_retained_alias_bomb_is_refused_at_every_start(tmp_path: Path, building: tuple
-                                                               ) -> None:
+async def test_a_retained_alias_bomb_is_refused_at_every_start(tmp_path: Path, building: tuple,
+                                                               broker: Mosquitto) -> None:
     _, modbus_port = building
-    broker = persistent_broker(tmp_path / "broker")
-    broker.start()
     path = config(tmp_path, broker, modbus_port, devices=devices("1s", (1,)))
     request = {"id": "bomb-1", "op": "config.apply", "args": {"config": alias_bomb()},
                "exp": int(time.time()) + 3600}
@@ -49,7 +47,6 @@ async def test_a_retained_alias_bomb_is_refused_at_every_start(tmp_path: Path, b
     finally:
         if agent is not None and agent.alive:
             await agent.kill()
-        broker.stop()
     answers = [m.body for m in observer.messages if m.topic.endswith("/cmd/res")]
     assert len(answers) >= 3 and all(a["status"] == "rejected" for a in answers), answers
     if answers[0]["code"] == 422:  # it reached the YAML loader (unsigned commands allowed)

@@ -24,6 +24,7 @@ from tests.commands.mqtt_backend import ROOT, agent_with_commands
 from tests.integration.helpers import load, write_config
 from tests.integration.test_schemas import assert_valid
 from tests.observer import Observer, observing
+from tests.wire.helpers import VMC_LOW, two_devices_config
 
 TEMPLATES = jinja2.Environment(autoescape=False)  # noqa: S701 - templates for a JSON consumer
 
@@ -34,18 +35,10 @@ def render(template: str, payload: Any) -> str:
 
 def ha_config(tmp_path: Path, broker: Mosquitto, modbus_port: int, *, writes: bool,
               profiles: tuple[str, ...] = ("native", "homeassistant")) -> Path:
-    from agent.sim.modbus_building import DEMO_POINTS  # noqa: PLC0415
-
-    return write_config(
-        tmp_path, broker_port=broker.port, modbus_port=modbus_port,
-        devices=[{"id": "vmc-a", "bus": "lan", "address": 1, "poll": "300ms", "timeout": "300ms",
-                  "points": DEMO_POINTS[1]},
-                 {"id": "pump-1", "bus": "lan", "address": 2, "poll": "300ms",
-                  "timeout": "300ms", "points": DEMO_POINTS[2]}],
+    return two_devices_config(
+        tmp_path, broker, modbus_port,
         mqtt={"profiles": list(profiles), "homeassistant": {"writes": writes}},
-        rules=[{"id": "vmc-low", "type": "threshold", "point": "vmc-a/exhaust_pressure",
-                "below": 1e6, "severity": "major"},
-               {"id": "pump-comm", "type": "comm_lost", "device": "pump-1", "for": "5s"}])
+        rules=[VMC_LOW, {"id": "pump-comm", "type": "comm_lost", "device": "pump-1", "for": "5s"}])
 
 
 def latest(observer: Observer, topic: str) -> dict[str, Any]:

@@ -13,25 +13,19 @@ from typing import Any
 
 from tests.broker import Mosquitto
 from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend
-from tests.integration.helpers import load, write_config
+from tests.integration.helpers import load
 from tests.integration.test_schemas import assert_valid
 from tests.observer import Observer, observing
+from tests.wire.helpers import VMC_LOW, two_devices_config
 
 TB = "v1/gateway"
 
 
 def tb_config(tmp_path: Path, broker: Mosquitto, modbus_port: int, *, writes: bool) -> Path:
-    from agent.sim.modbus_building import DEMO_POINTS  # noqa: PLC0415
-
-    return write_config(
-        tmp_path, broker_port=broker.port, modbus_port=modbus_port,
-        devices=[{"id": "vmc-a", "bus": "lan", "address": 1, "poll": "300ms", "timeout": "300ms",
-                  "points": DEMO_POINTS[1]},
-                 {"id": "pump-1", "bus": "lan", "address": 2, "poll": "300ms",
-                  "timeout": "300ms", "points": DEMO_POINTS[2]}],
+    return two_devices_config(
+        tmp_path, broker, modbus_port,
         mqtt={"profiles": ["native", "thingsboard"], "thingsboard": {"writes": writes}},
-        rules=[{"id": "vmc-low", "type": "threshold", "point": "vmc-a/exhaust_pressure",
-                "below": 1e6, "severity": "major"}])
+        rules=[VMC_LOW])
 
 
 def on(observer: Observer, topic: str) -> list[dict[str, Any]]:

@@ -9,11 +9,12 @@ see every payload as JSON Schema 2020-12, and the telemetry message as applicati
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.interop.node import install
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -23,12 +24,7 @@ ERROR = 0  # the parser's DiagnosticSeverity.Error
 
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, object]:
-    if shutil.which("node") is None:
-        pytest.fail("Node.js is needed for the AsyncAPI parser test")
-    done = subprocess.run(["bash", str(HERE / "install-asyncapi-parser.sh")], capture_output=True,
-                          text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"install-asyncapi-parser.sh failed:\n{done.stderr[-3000:]}")
+    install(HERE / "install-asyncapi-parser.sh", "the AsyncAPI parser test")
     run = subprocess.run(["node", str(HERE / "parse.js"), str(PARSER),
                           str(REPO / "asyncapi" / "asyncapi.yaml")],
                          capture_output=True, text=True, timeout=120, check=False)

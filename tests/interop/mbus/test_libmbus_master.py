@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from fractions import Fraction
@@ -26,6 +24,7 @@ from drivers.mbus.codec import Record
 from drivers.mbus.config import MBusBusConfig, MBusDeviceConfig
 from drivers.mbus.driver import MBusDriver, MeterLink
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, SimMeter, WaterMeter
+from tests.interop.node import install
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -75,12 +74,7 @@ def libmbus_secondary(meter: SimMeter) -> str:
 
 @pytest.fixture(scope="module")
 def node_mbus() -> Path:
-    if shutil.which("node") is None:
-        pytest.fail("Node.js is needed for the libmbus interop tests (node-mbus)")
-    done = subprocess.run(["bash", str(HERE / "install-node-mbus.sh")], capture_output=True,
-                          text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"install-node-mbus.sh failed:\n{done.stderr[-3000:]}")
+    install(HERE / "install-node-mbus.sh", "the libmbus interop tests (node-mbus)")
     return NODE_MBUS
 
 
