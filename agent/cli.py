@@ -26,6 +26,8 @@ from agent.cli_meters import meters_group
 from agent.cli_provision import provision
 from agent.cli_release import release_group
 from agent.cli_remote import register as register_remote
+from agent.cli_remote_ops import config_group as remote_config_group
+from agent.cli_remote_ops import update as remote_update
 from agent.cli_scan import scan_group
 from agent.cli_selftest import selftest
 from agent.cli_sim import sim
@@ -228,4 +230,4 @@ def completion(shell: str) -> None:
 for _command in (init, scan_group, read, write, status, buffer_group, selftest, provision, sim,
                  wmbus_group, release_group, meters_group):
     main.add_command(_command)
-register_remote(main)
+register_remote(main, remote_config_group, remote_update)

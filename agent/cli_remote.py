@@ -329,9 +329,9 @@ def alarms(ctx: Context, site: str | None, follow: bool, seconds: float, as_json
     run(ctx, body)
 
 
-def register(main: click.Group) -> None:
-    from agent.cli_remote_ops import config_group, update  # noqa: PLC0415
-
-    remote_group.add_command(config_group)
-    remote_group.add_command(update)
+def register(main: click.Group, *changing: click.Command) -> None:
+    """`remote` under `main`, with the verbs that change what gateways run (cli_remote_ops.py,
+    which builds on this module, hence given here rather than imported)."""
+    for command in changing:
+        remote_group.add_command(command)
     main.add_command(remote_group)

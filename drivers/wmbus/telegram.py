@@ -32,6 +32,7 @@ from drivers.wmbus.errors import (
     Unsupported,
 )
 from drivers.wmbus.keys import KeyStore
+from drivers.wmbus.wired import decode_wired
 
 MAX_FRAME = 512  # a wM-Bus frame is at most 256 bytes plus CRCs; anything longer is refused
 FRAME_FORMATS = ("auto", "stripped", "a", "b")
@@ -119,9 +120,7 @@ def decode_telegram(frame: bytes, keys: KeyStore | None = None, *, frame_format:
     if len(frame) > MAX_FRAME:
         raise Malformed(f"{len(frame)} bytes, longer than any wM-Bus frame")
     if len(frame) >= 4 and frame[0] == 0x68 and frame[3] == 0x68 and frame[1] == frame[2]:
-        from drivers.wmbus.wired import decode_wired  # noqa: PLC0415  (rare: wired frames relayed)
-
-        return decode_wired(frame)
+        return _from_wired(decode_wired(frame))
     body = link_frame(frame, frame_format)
     if len(body) < 11:
         raise Truncated(f"{len(body)} bytes, a link header and CI need 11")
@@ -263,6 +262,27 @@ def _finish(base: dict[str, Any], tpl: layers.Tpl, data: bytes, encryption: Encr
     return Telegram(**base, encryption=encryption, records=records,
                     meter_time=meter_time(records), manufacturer_data=raw,
                     unparsed_tail=tail)
+
+
+def _from_wired(wired: codec.Telegram) -> Telegram:
+    """A relayed wired telegram in the radio shape (no encryption, no link-layer id)."""
+    assert wired.manufacturer is not None and wired.version is not None  # decode_wired checked
+    assert wired.medium_code is not None
+    return Telegram(
+        id=f"{int(wired.id, 16):08X}" if wired.id else "",
+        manufacturer=wired.manufacturer,
+        version=wired.version,
+        medium=wired.medium or "",
+        medium_code=wired.medium_code,
+        access_number=wired.access_number,
+        status=wired.status,
+        encryption=Encryption(0, False),
+        records=wired.records,
+        meter_time=meter_time(wired.records),
+        manufacturer_data=_mfct_data(wired.records),
+        c_field=0x08,
+        ci=wired.ci,
+    )
 
 
 def meter_time(records: list[codec.Record]) -> datetime | None:
