@@ -17,7 +17,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/batigate demo
 
+# The suite talks to real peers (mosquitto, libmodbus, tmux, chromium, qemu-user...): as root the
+# Debian packages are installed first (idempotent, quick once done); npm tools and the venvs of
+# Home Assistant and pysparkplug are made by their tests on first use.
 test: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then bash images/host-setup.sh; \
+	else echo "not root: the suite needs the Debian packages listed in images/host-setup.sh"; fi
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
