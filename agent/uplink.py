@@ -98,6 +98,12 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
+def reconnect_delay(failures: int, cap: float) -> float:
+    """Exponential backoff with full jitter, so a thousand gateways that lost the same broker do
+    not all come back in the same second (also the Sparkplug session's)."""
+    return min(cap, 0.25 * 2 ** min(failures, 12)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+
 class Uplink:
     def __init__(self, config: Config, outbox: Outbox, *, session: int,
                  birth: Callable[[], dict[str, Any]], clock: Callable[[], float],
@@ -149,11 +155,7 @@ class Uplink:
                 self.connected.clear()
                 self._client = None
             failures = 1 if self.connections > connections else failures + 1
-            # Exponential backoff with full jitter, so a thousand gateways that lost the same
-            # broker do not all come back in the same second.
-            cap = self.config.mqtt.reconnect_max
-            delay = min(cap, 0.25 * 2 ** min(failures, 12)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-            await asyncio.sleep(delay)
+            await asyncio.sleep(reconnect_delay(failures, self.config.mqtt.reconnect_max))
 
     def _will(self) -> aiomqtt.Will:
         # Registered at CONNECT, published by the broker later: `ts` is the connection time and

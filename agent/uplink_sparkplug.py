@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Awaitable
 from typing import Any
 
@@ -30,7 +29,7 @@ import aiomqtt
 import paho.mqtt.client as paho
 
 from agent.outbox import Message, Outbox
-from agent.uplink import WINDOW, _Client, tls_context
+from agent.uplink import WINDOW, _Client, reconnect_delay, tls_context
 from agent.wire import sparkplug_pb
 from agent.wire.sparkplug import NAMESPACE, REBIRTH, Sparkplug
 
@@ -112,9 +111,7 @@ class SparkplugLink:
                 self._lost.set()
                 self._client = None
             failures = 1 if self.connections > connections else failures + 1
-            cap = self.agent.config.mqtt.reconnect_max
-            delay = min(cap, 0.25 * 2 ** min(failures, 12)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-            await asyncio.sleep(delay)
+            await asyncio.sleep(reconnect_delay(failures, self.agent.config.mqtt.reconnect_max))
 
     def _next_bdseq(self) -> int:
         """+1 per CONNECT the broker accepted (§ bdSeq): an attempt that never connected (broker
