@@ -81,7 +81,7 @@ fi
 
 # Checks inside the target with the target's own tools (arm64 under qemu-user for pi/verify).
 in_root /opt/batigate/venv/bin/batigate --version
-in_root /opt/batigate/venv/bin/python -c "import agent.sdnotify, agent.firstboot, cryptography.x509.verification, pydantic_core, yaml, psutil"
+in_root /opt/batigate/venv/bin/python -c "import agent.runtime.sdnotify, agent.lifecycle.firstboot, cryptography.x509.verification, pydantic_core, yaml, psutil"
 in_root systemd-analyze verify /etc/systemd/system/batigate.service \
   /etc/systemd/system/batigate-firstboot.service /etc/systemd/system/batigate-retry.timer \
   /etc/systemd/system/batigate-retry.service /etc/systemd/system/batigate-growdata.service \

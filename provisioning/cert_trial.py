@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durable import read_note, write_atomic
+from agent.sdk.durable import read_note, write_atomic
 from agent.i18n import t
 from provisioning import certs
 

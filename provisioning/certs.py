@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from agent.durable import write_atomic
+from agent.sdk.durable import write_atomic
 from provisioning import keys
 
 CERT_MODE = 0o644  # public; the key stays 0600

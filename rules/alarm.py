@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.models import Value
+from agent.sdk.models import Value
 from rules.builtin.base import human_duration
 
 if TYPE_CHECKING:

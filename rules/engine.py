@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from agent import registry
-from agent.config_models import RuleConfig
-from agent.models import DeviceState, Reading
+from agent.sdk import registry
+from agent.config.models import RuleConfig
+from agent.sdk.models import DeviceState, Reading
 from rules.alarm import Alarm, AlarmEvent
 from rules.builtin.base import Rule
 

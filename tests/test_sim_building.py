@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.errors import DeviceUnavailable, DriverError
-from agent.models import Quality
+from agent.sdk.errors import DeviceUnavailable, DriverError
+from agent.sdk.models import Quality
 from agent.sim.modbus_building import DEMO_POINTS, LiftStation, ModbusBuilding
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from agent.billing import boundaries
 from agent.billing.meters import spec_of
 from agent.billing.service import HISTORY, history_key
-from agent.config import Config
+from agent.config.loader import Config
 
 CSV_COLUMNS = ("dwelling", "device", "meter", "medium", "start_date", "start_index",
                "start_provenance", "end_date", "end_index", "end_provenance", "consumption",

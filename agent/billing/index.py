@@ -24,10 +24,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import units
+from agent.sdk import units
 from agent.billing import boundaries
 from agent.billing.meters import FLOW_POINTS, HOUR_FLOW, ID_POINTS, MeterSpec
-from agent.models import PointValue, Quality, Reading
+from agent.sdk.models import PointValue, Quality, Reading
 
 HOUR = 3600
 HOUR_GAP = 2 * HOUR  # hourly flows only between readings at most this far apart (evidence)

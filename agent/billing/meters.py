@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent import units
-from agent.config_models import DeviceConfig
+from agent.sdk import units
+from agent.config.models import DeviceConfig
 
 METER_PROFILES = ("water-meter", "heat-meter")
 BILLING_KEYS = ("dwelling", "medium", "index_point", "rollover")

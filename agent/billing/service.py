@@ -17,15 +17,15 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import senml
+from agent.uplink import senml
 from agent.billing.index import MeterIndex
 from agent.billing.meters import MeterSpec, spec_of
-from agent.config import Config
-from agent.config_models import DeviceConfig
-from agent.ids import uuid7
-from agent.models import PointValue, Reading
-from agent.outbox import PRIO_EVENT, PRIO_INDEX, Outbox
-from agent.timesync import PLAUSIBLE_AFTER
+from agent.config.loader import Config
+from agent.config.models import DeviceConfig
+from agent.uplink.ids import uuid7
+from agent.sdk.models import PointValue, Reading
+from agent.store.outbox import PRIO_EVENT, PRIO_INDEX, Outbox
+from agent.runtime.timesync import PLAUSIBLE_AFTER
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@
     confirm  config apply with automatic rollback unless confirmed
     schema   the JSON Schema of cmd/req, generated from the models
 
-The names below are loaded on first use: `agent.config` imports `agent.commands.models` for the
-`commands:` section, and an eager import of the handler here would import `agent.config` back.
+The names below are loaded on first use: `agent.config.loader` imports `agent.commands.models` for the
+`commands:` section, and an eager import of the handler here would import `agent.config.loader` back.
 """
 
 from __future__ import annotations

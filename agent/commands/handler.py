@@ -30,15 +30,17 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from agent import logbuffer, signing
-from agent.audit import AuditTrail
-from agent.clock import Clock
+from agent.runtime import logbuffer
+
+from agent.commands import signing
+from agent.commands.audit import AuditTrail
+from agent.sdk.clock import Clock
 from agent.commands import confirm, store, update_ops
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
 from agent.commands.ops import (HARMLESS, OPERATIONS, Call, reload_after_rollback,
                                 request_restart)
-from agent.context import AgentContext
+from agent.runtime.context import AgentContext
 from provisioning import ops as provisioning_ops
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
                       model_validator)
 
-from agent.config_models import Strict
-from agent.durations import Duration
+from agent.config.models import Strict
+from agent.sdk.durations import Duration
 
 
 class Code(IntEnum):

@@ -18,19 +18,21 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel
 
-from agent import config as config_mod
-from agent import health, logbuffer, reconfigure
+from agent.config import loader as config_mod
+from agent.runtime import health
+from agent.runtime import logbuffer
+from agent.config import reconfigure
 from agent.commands import confirm, paths
 from agent.commands.models import (AlarmAckArgs, AuditArgs, Code, ConfigApplyArgs, DeviceArgs,
                                    LogGetArgs, LogLevelArgs, MaintenanceArgs, NoArgs, Outcome,
                                    PointArgs, Problem, ResendArgs, Status, WriteArgs, ok)
-from agent.config_models import DeviceConfig, PointConfig
-from agent.context import AgentContext
-from agent.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
-from agent.models import Reading
-from agent.normalize import Normalizer
-from agent.outbox import ResendUnavailable
-from agent.redact import effective
+from agent.config.models import DeviceConfig, PointConfig
+from agent.runtime.context import AgentContext
+from agent.sdk.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.models import Reading
+from agent.runtime.normalize import Normalizer
+from agent.store.outbox import ResendUnavailable
+from agent.config.redact import effective
 
 if TYPE_CHECKING:
     from agent.commands.handler import CommandHandler

@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent import signing
-from agent.config_models import BufferConfig, ControlConfig, UpdateConfig
+from agent.commands import signing
+from agent.config.models import BufferConfig, ControlConfig, UpdateConfig
 
 SIDE_FILES = ("", ".prev", ".pending", ".outcome", ".rejected")
 SQLITE_MAGIC = b"SQLite format 3\x00"

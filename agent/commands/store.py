@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durable import private_sqlite
+from agent.sdk.durable import private_sqlite
 
 log = logging.getLogger(__name__)
 

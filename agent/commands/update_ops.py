@@ -24,7 +24,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from agent import signing, update, update_trial
+from agent.commands import signing
+
+from agent.lifecycle import update
+
+from agent.lifecycle import update_trial
 from agent.commands.models import Code, Outcome, Problem, Status, _Args, ok
 from agent.commands.ops import Call, op, request_restart
 

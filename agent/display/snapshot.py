@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent import control
+from agent.runtime import control
 
 
 def snapshot(agent: Any) -> dict[str, Any]:
@@ -46,6 +46,6 @@ def snapshot(agent: Any) -> dict[str, Any]:
 
 
 def _senml_unit(unit: str | None) -> str | None:
-    from agent import units  # noqa: PLC0415
+    from agent.sdk import units  # noqa: PLC0415
 
     return units.normalize(unit)[0]

@@ -6,7 +6,7 @@
 Each quantity has a ladder of units, chosen by the size of the value, and a rounding that suits
 what a technician compares (a meter index keeps its whole number, a temperature one decimal). A
 point may name its own `display_unit:` in the config (e.g. `m3/h` for a flow that should never
-switch to l/h); the value is then converted to that unit with `agent.units.CONVERSIONS`.
+switch to l/h); the value is then converted to that unit with `agent.sdk.units.CONVERSIONS`.
 French writes a decimal comma and groups thousands with a space.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from agent import units as senml_units
+from agent.sdk import units as senml_units
 from agent.i18n import language, t
 
 # SenML unit -> ladder of (upper bound in the SenML unit, shown unit, divisor, decimals); the first

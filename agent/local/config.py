@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from agent.config_models import Strict
-from agent.durations import Duration
+from agent.config.models import Strict
+from agent.sdk.durations import Duration
 
 
 class LocalConfig(Strict):

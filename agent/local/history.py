@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.models import Reading
+from agent.sdk.models import Reading
 
 MAX_POINTS = 5000  # a bigger site still works; points past this have no sparkline
 

@@ -7,7 +7,7 @@
                                          by itself at confirm_before, final answer `failed`
 
 The plan is computed here from the two effective configs with the gateway's own rule
-(agent/reconfigure.py: which sections restart the agent, which buses, devices and rules are
+(agent/config/reconfigure.py: which sections restart the agent, which buses, devices and rules are
 restarted live). Secrets are masked on both sides, so a password change shows as no change.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from agent import config as config_mod
-from agent.reconfigure import RESTART_SECTIONS
-from agent.redact import effective
+from agent.config import loader as config_mod
+from agent.config.reconfigure import RESTART_SECTIONS
+from agent.config.redact import effective
 from agent.remote.commands import Sender, Target
 from agent.remote.link import Link, Received, drain_retained
 

@@ -1,5 +1,5 @@
 """Signed commands from the operator's side: build the request, sign it in the canonical form the
-gateways verify (agent/signing.py), send it to `{root}/cmd/req`, and wait for its final answer.
+gateways verify (agent/commands/signing.py), send it to `{root}/cmd/req`, and wait for its final answer.
 
 An answer `in_progress` is not final: a config apply, an agent update or a certificate install
 answers again later on `cmd/res` with the same id (after a restart, from the new session), so
@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing
+from agent.commands import signing
 from agent.remote.link import Link, Received, drain_retained
 
 FINAL = {"succeeded", "failed", "rejected", "accepted"}

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from agent.durations import parse_duration
+from agent.sdk.durations import parse_duration
 
 PACKAGE = "agent.sim.scenarios"
 _STEP_KEYS = {"at", "device", "set", "silent", "time", "note"}

@@ -14,7 +14,7 @@ reaches the gateway through the command layer's guarded operations.
 Profiles: `native` (no extra messages), `homeassistant` (agent/wire/homeassistant.py) and
 `thingsboard` (agent/wire/thingsboard.py). `sparkplug` (agent/wire/sparkplug.py) is not one of
 `Wire.profiles`: its NDEATH must be the Will of its own MQTT session, so the uplink hands each
-row to agent/uplink_sparkplug.py, which renders and publishes it there (same all-or-nothing ack).
+row to agent/uplink/sparkplug.py, which renders and publishes it there (same all-or-nothing ack).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from agent.outbox import Message
+from agent.store.outbox import Message
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from agent import __version__
-from agent.outbox import Message
+from agent.store.outbox import Message
 from agent.wire import Publication
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ COUNTING = {"energy", "water", "gas"}  # the classes the energy dashboard sums
 
 
 def _senml_unit(unit: str | None) -> str | None:
-    from agent import units  # noqa: PLC0415
+    from agent.sdk import units  # noqa: PLC0415
 
     return units.normalize(unit)[0]
 
@@ -234,7 +234,7 @@ class HomeAssistant:
                    hist: bool) -> Publication:
         """Live: the device's state topic (every point's latest value). Held back by an outage:
         its own topic, in order, not retained. The backlog drains while live telemetry flows
-        (agent/pacing.py), and Home Assistant cannot back-date a state: a replayed reading on
+        (agent/uplink/pacing.py), and Home Assistant cannot back-date a state: a replayed reading on
         the state topic would overwrite a newer one."""
         values: dict[str, Any] = {}
         bt = None
@@ -258,7 +258,7 @@ class HomeAssistant:
     async def on_message(self, topic: str, payload: bytes) -> list[Publication]:
         """A set topic: the same point.write as a command (writable, limits, audit, event), run
         as the local caller `homeassistant`. Anything malformed is counted and dropped."""
-        from agent import control  # noqa: PLC0415
+        from agent.runtime import control  # noqa: PLC0415
 
         parts = topic.split("/")
         value = parse_set(payload)

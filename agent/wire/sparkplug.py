@@ -11,7 +11,7 @@
     spBv1.0/{group}/DCMD/{node}/{dev} (in) point values -> point.write (only with `writes: true`)
     spBv1.0/STATE/{primary_host} (in)     with a primary host: publish only while it is online
 
-This module is pure (no MQTT): agent/uplink_sparkplug.py owns the second connection whose Will
+This module is pure (no MQTT): agent/uplink/sparkplug.py owns the second connection whose Will
 is the NDEATH, numbers the messages (seq) and publishes what this returns. A point's alias is its
 position in the configuration (1, 2, …, across devices, stable until a config apply, which
 rebirths); its datatype is Boolean for a bit/bool point, Double otherwise, String when a text
@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from agent import __version__
-from agent.outbox import Message
+from agent.store.outbox import Message
 from agent.wire.sparkplug_pb import BOOLEAN, DOUBLE, INT64, STRING, Metric
 
 log = logging.getLogger(__name__)

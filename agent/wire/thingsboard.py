@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 from agent import __version__
-from agent.outbox import Message
+from agent.store.outbox import Message
 from agent.wire import Publication
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class ThingsBoard:
         """An RPC for one of our devices: run it, answer on v1/gateway/rpc. Others' RPCs (same
         bridged topic) are ignored; a malformed one is counted and answered with an error when
         it names our device."""
-        from agent import control  # noqa: PLC0415
+        from agent.runtime import control  # noqa: PLC0415
 
         try:
             if len(payload) > MAX_RPC:
@@ -151,7 +151,7 @@ class ThingsBoard:
 
 
 def _unit(unit: str | None) -> str | None:
-    from agent import units  # noqa: PLC0415
+    from agent.sdk import units  # noqa: PLC0415
 
     return units.normalize(unit)[0]
 

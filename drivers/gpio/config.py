@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig, PointName
-from agent.durations import parse_duration
+from agent.config.models import BusConfig, DeviceConfig, PointConfig, PointName
+from agent.sdk.durations import parse_duration
 
 Bias = Literal["as-is", "disabled", "pull-up", "pull-down"]
 Derive = Literal["active_for", "activations_last_hour", "activations"]

@@ -9,7 +9,7 @@ buffer (1024 events). If that buffer overflowed anyway, the per-line sequence nu
 the driver counts the loss (`lost_events` in the bus stats) and re-reads the levels.
 
 Edges also reach the rules as they happen, not a poll period later: the agent gives the driver a
-`wake(device_id)` callback (`agent.driver.WakingDriver`). The driver watches each request's file
+`wake(device_id)` callback (`agent.sdk.driver.WakingDriver`). The driver watches each request's file
 descriptor on the event loop (no thread, no task); the first pending edge calls `wake`, the
 device's poller polls at once and the drain above does the rest. A debounce still running at that
 poll asks for one more wake when it ends. The reader is re-armed at most every `WAKE_GAP`
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig
-from agent.driver import BusStats
-from agent.errors import DeviceUnavailable, DriverError, PointNotWritable
-from agent.models import PointValue, Quality, Value
+from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.driver import BusStats
+from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.models import PointValue, Quality, Value
 from drivers.gpio.chip import Chip, ChipOpener, LineRequest, LineSettings, open_gpiod
 from drivers.gpio.config import GpioBusConfig, GpioDeviceConfig, GpioPointConfig
 from drivers.gpio.state import InputState

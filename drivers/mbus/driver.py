@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig
-from agent.driver import BusStats
-from agent.errors import DeviceUnavailable, DriverError, PointNotWritable
-from agent.models import PointValue, Value
+from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.driver import BusStats
+from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.models import PointValue, Value
 from drivers.mbus import frames, mapping
 from drivers.mbus.codec import CI_APPLICATION_ERROR, MBusDecodeError, Record, decode_frame
 from drivers.mbus.config import MBusBusConfig, MBusDeviceConfig, MBusPointConfig

@@ -24,8 +24,8 @@ from typing import Any, Protocol, TypeVar
 
 import serial
 
-from agent.driver import BusStats
-from agent.errors import DeviceUnavailable
+from agent.sdk.driver import BusStats
+from agent.sdk.errors import DeviceUnavailable
 from drivers.mbus import frames
 from drivers.mbus.config import MBusBusConfig
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from agent.models import PointValue, Quality
+from agent.sdk.models import PointValue, Quality
 from drivers.mbus import units
 from drivers.mbus.codec import Record, is_error_code
 

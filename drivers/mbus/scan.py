@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.driver import BusStats
+from agent.sdk.driver import BusStats
 from drivers.mbus import frames
 from drivers.mbus.codec import MBusDecodeError, Telegram, decode_frame
 from drivers.mbus.config import MAX_PRIMARY, MBusBusConfig

@@ -11,7 +11,7 @@ import math
 import struct
 from collections.abc import Sequence
 
-from agent.models import Value
+from agent.sdk.models import Value
 from drivers.modbus.config import ModbusPointConfig
 
 _STRUCT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}

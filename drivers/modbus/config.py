@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import (BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator,
                       model_validator)
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig
-from agent.durations import parse_duration
+from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.durations import parse_duration
 
 Table = Literal["coils", "discrete", "input", "holding"]
 PointType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32"]

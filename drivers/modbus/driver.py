@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig
-from agent.driver import BusStats
-from agent.errors import DeviceUnavailable, DriverError, PointNotWritable
-from agent.models import PointValue, Quality, Value
+from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.driver import BusStats
+from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.models import PointValue, Quality, Value
 from drivers.modbus import codec
 from drivers.modbus.config import (BIT_TABLES, ModbusBusConfig, ModbusDeviceConfig,
                                    ModbusPointConfig)

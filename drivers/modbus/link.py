@@ -27,8 +27,8 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from serial import SerialException, serial_for_url
 
-from agent.driver import BusStats
-from agent.errors import DeviceUnavailable
+from agent.sdk.driver import BusStats
+from agent.sdk.errors import DeviceUnavailable
 from drivers.modbus.config import ModbusBusConfig, Table
 
 # pymodbus logs every unanswered request at ERROR; the poller already reports down/up once per

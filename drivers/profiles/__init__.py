@@ -1,1 +1,1 @@
-"""Device profiles as data files (`NAME.yaml`), read by `agent.profiles` with importlib.resources."""
+"""Device profiles as data files (`NAME.yaml`), read by `agent.config.profiles` with importlib.resources."""

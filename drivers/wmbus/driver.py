@@ -1,4 +1,4 @@
-"""`WMBusDriver`: one radio receiver, the meters it hears. A push driver (`agent.driver`).
+"""`WMBusDriver`: one radio receiver, the meters it hears. A push driver (`agent.sdk.driver`).
 
     listen():  open the line ─► configure the stick (ping/version, link modes, RSSI on)
                └─► read, frame (imst/amber/hexline) ─► reception.py ─► each meter's watcher
@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig
-from agent.driver import BusStats, Hear
-from agent.errors import DeviceUnavailable, DriverError, PointNotWritable
-from agent.models import PointValue, Value
+from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.driver import BusStats, Hear
+from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.models import PointValue, Value
 from drivers.wmbus import amber, imst
 from drivers.wmbus.config import WMBusBusConfig, WMBusDeviceConfig, WMBusPointConfig
 from drivers.wmbus.hexline import HexLines

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.driver import BusStats, Hear
-from agent.models import PointValue, Quality
+from agent.sdk.driver import BusStats, Hear
+from agent.sdk.models import PointValue, Quality
 from drivers.mbus import mapping
 from drivers.wmbus.compact import CompactFormats
 from drivers.wmbus.config import WMBusDeviceConfig

@@ -14,9 +14,9 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from agent import units
-from agent.config_models import RuleConfig
-from agent.models import DeviceState, Quality, Reading, Value
+from agent.sdk import units
+from agent.config.models import RuleConfig
+from agent.sdk.models import DeviceState, Quality, Reading, Value
 
 _DEVICE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 _POINT_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")

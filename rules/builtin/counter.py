@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from agent.durations import Duration
-from agent.models import Reading
+from agent.sdk.durations import Duration
+from agent.sdk.models import Reading
 from rules.builtin.base import PointRuleBase, Rule, as_bool, human_duration, usable
 
 # ---- counter_rate -----------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from agent.config_models import Ident
-from agent.durations import Duration
-from agent.models import DeviceState, Quality, Reading
+from agent.config.models import Ident
+from agent.sdk.durations import Duration
+from agent.sdk.models import DeviceState, Quality, Reading
 from rules.builtin.base import (
     PointOrDevice,
     PointRuleBase,

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from agent.durations import Duration
-from agent.models import Reading
+from agent.sdk.durations import Duration
+from agent.sdk.models import Reading
 from rules.builtin.base import Finite, PointRuleBase, Rule, fmt, human_duration, number_of
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.durations import Duration
-from agent.models import Reading
+from agent.sdk.durations import Duration
+from agent.sdk.models import Reading
 from rules.builtin.base import (
     Flow,
     PointRuleBase,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent import config
-from agent.cli import main
-from agent.errors import ConfigError
+from agent.config import loader as config
+from agent.cli.main import main
+from agent.sdk.errors import ConfigError
 
 GOOD = """\
 gateway: {id: gw-0042, site: res-les-pins}

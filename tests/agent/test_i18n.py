@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli_buffer, cli_selftest
+from agent.cli import buffer as cli_buffer
+
+from agent.cli import selftest as cli_selftest
 from agent.remote import render
 from agent.display import dashboard
 from agent.i18n import CATALOGS, detect, en, fr, parse, t

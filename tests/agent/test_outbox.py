@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox
+from agent.store.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox
 
 
 def open_outbox(path: Path, max_bytes: int = 10**9) -> Outbox:
@@ -92,7 +92,7 @@ import sys, time
 from pathlib import Path
 
 import pytest
-from agent.outbox import Outbox, PRIO_TELEMETRY, PRIO_ALARM
+from agent.store.outbox import Outbox, PRIO_TELEMETRY, PRIO_ALARM
 box = Outbox(Path(sys.argv[1]), max_bytes=10**9, commit_interval=1.0, clock=time.time)
 i = 0
 while True:
@@ -163,7 +163,7 @@ class FakeClock:
 
 
 def timed_outbox(path: Path, clock: FakeClock, **kw: object) -> Outbox:
-    from agent.timesync import TimeKeeper  # noqa: PLC0415
+    from agent.runtime.timesync import TimeKeeper  # noqa: PLC0415
 
     return Outbox(path, max_bytes=10**9, commit_interval=1.0, clock=clock.time,
                   timekeeper=TimeKeeper(clock), **kw)  # type: ignore[arg-type]
@@ -180,7 +180,7 @@ def test_readings_before_sync_are_held_then_published_with_corrected_time(tmp_pa
     """A reading stamped while the clock reads 1970 is not publishable; once NTP sets the clock,
     its ts (and SenML bt) become mono + offset, the real time it was taken, and the seq order
     stays as it was."""
-    from agent.timesync import TimeKeeper  # noqa: PLC0415
+    from agent.runtime.timesync import TimeKeeper  # noqa: PLC0415
 
     clock = FakeClock(wall=1000.0)
     tk = TimeKeeper(clock)
@@ -239,7 +239,7 @@ def test_max_age_is_monotonic_so_clock_jumps_drop_nothing(tmp_path: Path) -> Non
 def test_backend_release_keeps_rows_until_the_watermark(tmp_path: Path) -> None:
     """release: backend — a PUBACK only marks a row sent (not offered again on this connection);
     a new connection offers it again; the backend's watermark {seq: N} deletes up to N."""
-    from agent.outbox import parse_watermark  # noqa: PLC0415
+    from agent.store.outbox import parse_watermark  # noqa: PLC0415
 
     box = Outbox(tmp_path / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
                  release="backend")
@@ -261,7 +261,7 @@ def test_backend_release_keeps_rows_until_the_watermark(tmp_path: Path) -> None:
 def test_resend_serves_retained_rows_with_their_seq_and_mid(tmp_path: Path) -> None:
     """With retain set, delivered rows stay (not offered) until the retention ends; resend puts
     a range back in the queue with the same seq and mid; without retain it is unavailable."""
-    from agent.outbox import ResendUnavailable  # noqa: PLC0415
+    from agent.store.outbox import ResendUnavailable  # noqa: PLC0415
 
     box = Outbox(tmp_path / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
                  retain=3600.0)

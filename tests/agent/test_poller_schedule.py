@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agent.clock import SystemClock
-from agent.poller import DevicePoller
+from agent.sdk.clock import SystemClock
+from agent.runtime.poller import DevicePoller
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver

@@ -1,4 +1,4 @@
-"""The field's push path (agent/field.py, agent/watcher.py), with a radio bus in a running field:
+"""The field's push path (agent/runtime/field.py, agent/sdk/watcher.py), with a radio bus in a running field:
 watchers instead of pollers, one listener per bus, a listener that fails is retried, a live
 change of the bus closes and reopens it."""
 
@@ -8,12 +8,12 @@ import asyncio
 import time
 from typing import Any
 
-from agent.clock import SystemClock
-from agent.field import Field
-from agent.models import DeviceState
+from agent.sdk.clock import SystemClock
+from agent.runtime.field import Field
+from agent.sdk.models import DeviceState
 from agent.sim.radio_meters import RadioAir, default_radio_meters
 from agent.sim.radio_stick import EmulatedStick
-from agent.watcher import DeviceWatcher
+from agent.sdk.watcher import DeviceWatcher
 from drivers.wmbus.config import WMBusBusConfig, WMBusDeviceConfig
 from drivers.wmbus.driver import WMBusDriver
 
@@ -53,7 +53,7 @@ async def test_a_radio_bus_gets_watchers_and_a_listener_that_survives_failures(
         await real_listen(self)
 
     monkeypatch.setattr(WMBusDriver, "listen", flaky_listen)
-    monkeypatch.setattr("agent.field.LISTEN_BACKOFF_CAP", 0.1)
+    monkeypatch.setattr("agent.runtime.field.LISTEN_BACKOFF_CAP", 0.1)
     playing = asyncio.create_task(air.run())
     try:
         await field.open_buses([bus])

@@ -1,4 +1,4 @@
-"""`batigate release build|verify` (agent/release.py): the bundle a gateway accepts, checked with
+"""`batigate release build|verify` (agent/lifecycle/release.py): the bundle a gateway accepts, checked with
 the gateway's own checks (update.verify_release, update.unpack) and by the CLI as a subprocess.
 The install of such a bundle through a real agent and broker is in
 tests/commands/test_update_install.py."""
@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import release, signing, update
+from agent.lifecycle import release
+
+from agent.commands import signing
+
+from agent.lifecycle import update
 from tests.agent.test_update import release_wheels, wheel
 
 BATIGATE = Path(sys.executable).with_name("batigate")

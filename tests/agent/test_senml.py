@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import cbor2
 
-from agent import senml
-from agent.models import Quality, Reading
+from agent.uplink import senml
+from agent.sdk.models import Quality, Reading
 from tests.integration.test_schemas import assert_valid
 
 T = 1767225660.0

@@ -1,4 +1,4 @@
-"""Agent updates, the release and trial side (agent/update.py, agent/update_trial.py), with real
+"""Agent updates, the release and trial side (agent/lifecycle/update.py, agent/lifecycle/update_trial.py), with real
 parts: an asyncio HTTP server on 127.0.0.1, real Ed25519 signatures, real wheels written here,
 real venvs and `pip install --no-index`, and a real `batigate run` process that execs the release
 in force. The command itself is in tests/commands/test_update_install.py."""
@@ -27,9 +27,11 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import config as config_mod
-from agent import release, update, update_trial
-from agent.errors import ConfigError
+from agent.config import loader as config_mod
+from agent.lifecycle import release
+from agent.lifecycle import update
+from agent.lifecycle import update_trial
+from agent.sdk.errors import ConfigError
 from tests.commands.conftest import config_doc
 
 BATIGATE = Path(sys.executable).with_name("batigate")

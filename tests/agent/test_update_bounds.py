@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import update
+from agent.lifecycle import update
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -7,8 +7,8 @@ import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing
-from agent.watermark import WatermarkGate
+from agent.commands import signing
+from agent.uplink.watermark import WatermarkGate
 
 
 def ack(body: dict) -> bytes:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
-from agent.uplink import watch
+from agent.uplink.session import watch
 from tests.bench.gateway_file import write_gateway_file
 from tests.broker import Mosquitto
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.diskguard import process_write_bytes
-from agent.outbox import PRIO_TELEMETRY, Outbox
+from agent.store.diskguard import process_write_bytes
+from agent.store.outbox import PRIO_TELEMETRY, Outbox
 
 READINGS_PER_MESSAGE = 10
 BATCH = 100  # messages per batigate commit: 1 s of a building with ~100 polls per second

@@ -15,9 +15,9 @@ import time
 from datetime import UTC
 from typing import Any
 
-from agent import registry
-from agent.config_models import RuleConfig
-from agent.models import Quality, Reading
+from agent.sdk import registry
+from agent.config.models import RuleConfig
+from agent.sdk.models import Quality, Reading
 from rules.engine import RuleEngine
 
 DEVICES, POINTS_PER_DEVICE = 1000, 10  # 10,000 points: p0-p5 numbers, p6-p9 booleans

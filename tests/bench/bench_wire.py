@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
-from agent import config as config_mod
-from agent import senml, supervisor
-from agent.clock import SystemClock
-from agent.models import Quality, Reading
-from agent.outbox import PRIO_TELEMETRY, Message
+from agent.config import loader as config_mod
+from agent.uplink import senml
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
+from agent.sdk.models import Quality, Reading
+from agent.store.outbox import PRIO_TELEMETRY, Message
 from agent.sim.modbus_building import DEMO_POINTS
 
 MESSAGES = 3000

@@ -23,7 +23,7 @@ import psutil
 
 from agent.sim.radio_meters import RadioAir, RadioMeter, keys_file
 from agent.sim.radio_stick import EmulatedStick
-from agent.uplink import watch
+from agent.uplink.session import watch
 from drivers.mbus.simulator import WaterMeter
 from tests.bench.gateway_file import write_gateway_file
 from tests.broker import Mosquitto

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from agent.billing.index import MeterIndex, Outcome
 from agent.billing.meters import spec_of
-from agent.models import PointValue
+from agent.sdk.models import PointValue
 from drivers.mbus import mapping
 from drivers.mbus.codec import decode_frame
 from drivers.mbus.config import MBusDeviceConfig

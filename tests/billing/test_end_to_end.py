@@ -18,10 +18,12 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing, supervisor
+from agent.commands import signing
+
+from agent.runtime import supervisor
 from agent.billing import boundaries
-from agent.cli import main as cli
-from agent.clock import SystemClock
+from agent.cli.main import main as cli
+from agent.sdk.clock import SystemClock
 from drivers.mbus.simulator import MBusSimulator, WaterMeter
 from tests.billing.helpers import PARIS, paris
 from tests.faults.harness import persistent_broker

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from agent.billing import boundaries
-from agent.models import PointValue
+from agent.sdk.models import PointValue
 from drivers.mbus.simulator import WaterMeter
 from tests.billing.helpers import PARIS, Rig, paris, read
 

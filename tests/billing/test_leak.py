@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import config as config_mod
-from agent.errors import ConfigError
+from agent.config import loader as config_mod
+from agent.sdk.errors import ConfigError
 from rules.engine import RuleEngine
 from tests.billing.helpers import PARIS, Rig, paris
 

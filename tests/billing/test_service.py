@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.billing import Billing
 from agent.billing.export import month_rows, open_history
-from agent.outbox import PRIO_EVENT, PRIO_INDEX, PRIO_TELEMETRY, Outbox
+from agent.store.outbox import PRIO_EVENT, PRIO_INDEX, PRIO_TELEMETRY, Outbox
 from tests.billing.helpers import Clock, device, paris, read, water_meter
 
 CONFIG = """

@@ -14,10 +14,10 @@ import click
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import config as config_mod
-from agent import signing
-from agent.cli import main
-from agent.outbox import PRIO_EVENT, PRIO_TELEMETRY, Outbox
+from agent.config import loader as config_mod
+from agent.commands import signing
+from agent.cli.main import main
+from agent.store.outbox import PRIO_EVENT, PRIO_TELEMETRY, Outbox
 from tests.cli.helpers import write_config
 
 

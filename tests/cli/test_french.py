@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent import config as config_mod
-from agent.cli import main
+from agent.config import loader as config_mod
+from agent.cli.main import main
 from agent.i18n import set_language
 from drivers.mbus.simulator import MBusSimulator
 from tests.cli.helpers import colliding_meters, mbus_config, write_config

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from agent import config as config_mod
-from agent.cli import main
+from agent.config import loader as config_mod
+from agent.cli.main import main
 from agent.sim.building import Building
 from tests.cli.helpers import write_config
 from tests.integration.helpers import running_agent

@@ -11,9 +11,9 @@ from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from agent import config as config_mod
-from agent.cli import main
-from agent.cli_scan import add_devices
+from agent.config import loader as config_mod
+from agent.cli.main import main
+from agent.cli.scan import add_devices
 from agent.sim.building import Building
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, WaterMeter
 from tests.cli.helpers import colliding_meters, mbus_config, write_config

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from agent import config as config_mod
-from agent.cli import main
+from agent.config import loader as config_mod
+from agent.cli.main import main
 from agent.sim.radio_meters import RadioAir, default_radio_meters, keys_file
 from agent.sim.radio_stick import EmulatedStick
 from tests.cli.helpers import write_config

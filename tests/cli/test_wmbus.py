@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from agent.cli import main
+from agent.cli.main import main
 from tests.drivers.wmbus.vectors import ENGELMANN, ENGELMANN_KEY, IPERL
 
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import config as config_mod
-from agent import supervisor
-from agent.clock import SystemClock
+from agent.config import loader as config_mod
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
 from agent.sim.modbus_building import DEMO_POINTS
 
 GATEWAY = "gw-test"

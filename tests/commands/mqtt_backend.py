@@ -15,9 +15,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import supervisor
+from agent.runtime import supervisor
 from agent.commands import CommandHandler
-from agent.config import Config
+from agent.config.loader import Config
 from tests.integration.helpers import running_agent
 
 ROOT = "bgw/v1/site-a/gw-test"

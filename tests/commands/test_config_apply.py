@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from agent import config as config_mod
-from agent import supervisor
-from agent.clock import SystemClock
+from agent.config import loader as config_mod
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
 from agent.commands import CommandHandler, confirm
 from tests.commands.conftest import config_doc, request
 

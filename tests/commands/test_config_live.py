@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import supervisor
+from agent.runtime import supervisor
 from agent.commands import confirm
 from agent.commands.ops import bring_to
 from agent.sim.modbus_building import ModbusBuilding

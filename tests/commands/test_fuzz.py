@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import config as config_mod
-from agent import supervisor
-from agent.clock import SystemClock
+from agent.config import loader as config_mod
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
 from agent.commands import OPERATIONS, CommandHandler
 from tests.commands.conftest import config_doc, write
 

@@ -13,8 +13,8 @@ from typing import Any
 import cbor2
 import pytest
 
-from agent import supervisor
-from agent.clock import SystemClock
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
 from agent.commands import CommandHandler
 from agent.commands.handler import MAX_WIRE_BYTES
 from tests.commands.conftest import request
@@ -166,7 +166,7 @@ async def test_a_replayed_command_is_answered_from_the_cache_not_run_again(
 
 
 async def test_the_replay_cache_survives_a_restart(config_path: Path) -> None:
-    from agent import config as config_mod
+    from agent.config import loader as config_mod
 
     body = request("maintenance.set", {"dev": "vmc-a", "until": time.time() + 3600})
     first_agent = supervisor.Agent(config_mod.load(config_path), SystemClock())
@@ -289,7 +289,7 @@ def test_operations_cover_the_issue() -> None:
 
 
 async def test_alarm_ack_and_maintenance_go_to_the_rule_engine(tmp_path: Path) -> None:
-    from agent import config as config_mod
+    from agent.config import loader as config_mod
     from tests.commands.conftest import config_doc, write
 
     rule = {"id": "vmc-a-low", "type": "threshold", "point": "vmc-a/exhaust_pressure",

@@ -81,7 +81,7 @@ async def test_the_control_socket_never_removes_a_file_that_is_not_a_socket(
         tmp_path: Path) -> None:
     """Defence in depth for local configs: at start, the stale socket is removed only when it
     is a socket."""
-    from agent import control  # noqa: PLC0415
+    from agent.runtime import control  # noqa: PLC0415
 
     precious = tmp_path / "gateway.yaml.prev"
     precious.write_text("previous config\n")

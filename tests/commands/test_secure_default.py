@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import config as config_mod
-from agent import signing, supervisor
-from agent.clock import SystemClock
+from agent.config import loader as config_mod
+from agent.commands import signing
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
 from agent.commands import CommandHandler, store
 from agent.commands.ops import HARMLESS, OPERATIONS
-from agent.errors import ConfigError
+from agent.sdk.errors import ConfigError
 from tests.commands.conftest import GATEWAY, config_doc, request, write
 
 
@@ -131,7 +132,7 @@ async def test_a_command_that_raised_is_recorded_failed_and_a_replay_gets_that_a
 def test_config_check_says_the_mode_and_warns_about_a_lab_setting(tmp_path: Path) -> None:
     from click.testing import CliRunner  # noqa: PLC0415
 
-    from agent.cli import main  # noqa: PLC0415
+    from agent.cli.main import main  # noqa: PLC0415
 
     lab = write(tmp_path, config_doc(tmp_path))  # commands.unsigned: allow
     result = CliRunner().invoke(main, ["config", "check", str(lab)])

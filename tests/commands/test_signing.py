@@ -12,7 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing, supervisor
+from agent.commands import signing
+
+from agent.runtime import supervisor
 from agent.commands import CommandHandler, CommandsConfig
 from tests.commands.conftest import GATEWAY, request
 

@@ -21,9 +21,12 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import agent.commands.update_ops as update_ops  # registers update.install (the lead wires ops.py)
-from agent import config as config_mod
-from agent import signing, supervisor, update, update_trial
-from agent.clock import SystemClock
+from agent.config import loader as config_mod
+from agent.commands import signing
+from agent.runtime import supervisor
+from agent.lifecycle import update
+from agent.lifecycle import update_trial
+from agent.sdk.clock import SystemClock
 from agent.commands import CommandHandler
 from tests.agent.test_update import (BATIGATE, Files, bundle, fake_release, files, release_sig,
                                      release_wheels, run_cli)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.display.dashboard import lines
 from agent.display.units import age, human
-from agent.errors import ConfigError
+from agent.sdk.errors import ConfigError
 from tests.cli.helpers import write_config
 
 

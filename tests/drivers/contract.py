@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from agent.config_models import BusConfig, DeviceConfig, PointConfig
-from agent.driver import BusStats
-from agent.errors import DeviceUnavailable, DriverError
-from agent.models import PointValue, Quality
+from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.driver import BusStats
+from agent.sdk.errors import DeviceUnavailable, DriverError
+from agent.sdk.models import PointValue, Quality
 
 PROMPT = 1.0  # seconds a cancelled driver call may take to end
 
@@ -63,7 +63,7 @@ class PolledCase:
 
 
 class PolledDriverContract:
-    """What every polled driver (`agent.driver.Driver`) does; see drivers/README.md."""
+    """What every polled driver (`agent.sdk.driver.Driver`) does; see drivers/README.md."""
 
     async def test_opening_with_an_absent_peer_does_not_raise(self, case: PolledCase) -> None:
         """__aenter__ must not fail for a peer that is not there yet: the agent starts anyway
@@ -147,7 +147,7 @@ async def listening(driver: Any) -> AsyncIterator[asyncio.Task[None]]:
 
 
 class PushDriverContract:
-    """What every push driver (`agent.driver.PushDriver`) does; see drivers/README.md."""
+    """What every push driver (`agent.sdk.driver.PushDriver`) does; see drivers/README.md."""
 
     async def test_an_absent_receiver_is_reported_and_retried_not_raised(
             self, case: PushCase) -> None:

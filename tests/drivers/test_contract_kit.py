@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent.config_models import DeviceConfig
-from agent.errors import DeviceUnavailable
-from agent.models import PointValue
+from agent.config.models import DeviceConfig
+from agent.sdk.errors import DeviceUnavailable
+from agent.sdk.models import PointValue
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver

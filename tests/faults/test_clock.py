@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import SystemClock
-from agent.timesync import PLAUSIBLE_AFTER
+from agent.sdk.clock import SystemClock
+from agent.runtime.timesync import PLAUSIBLE_AFTER
 from tests.faults.harness import (assert_contiguous, assert_lanes_in_order, config, deduplicated, observing,
                                   persistent_broker)
 from tests.integration.helpers import load, running_agent

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outbox import PRIO_ALARM, PRIO_TELEMETRY, Outbox
+from agent.store.outbox import PRIO_ALARM, PRIO_TELEMETRY, Outbox
 from tests.faults.harness import (AgentProcess, config, deduplicated, observing,
                                   persistent_broker)
 

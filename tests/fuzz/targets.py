@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from agent import config as config_mod
-from agent.errors import ConfigError
+from agent.config import loader as config_mod
+from agent.sdk.errors import ConfigError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 
@@ -113,8 +113,8 @@ def yaml_target() -> Target:
 def command_target() -> Target:
     """Whole requests through the handler (decode, shape, size, auth, validation), on a real agent
     object whose outbox lives in a temporary directory; only read-only operations are seeded."""
-    from agent import supervisor  # noqa: PLC0415
-    from agent.clock import SystemClock  # noqa: PLC0415
+    from agent.runtime import supervisor  # noqa: PLC0415
+    from agent.sdk.clock import SystemClock  # noqa: PLC0415
 
     workdir = Path(tempfile.mkdtemp(prefix="batigate-fuzz-"))
     text = yaml_target().seeds[0].decode().replace("/tmp/fuzz-outbox.db",

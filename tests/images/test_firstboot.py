@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent import firstboot
-from agent.firstboot import Layout
+from agent.lifecycle import firstboot
+from agent.lifecycle.firstboot import Layout
 
 
 @pytest.fixture

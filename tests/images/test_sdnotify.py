@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import sdnotify
-from agent.sdnotify import Notifier
+from agent.runtime import sdnotify
+from agent.runtime.sdnotify import Notifier
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from agent import config as config_mod
-from agent import supervisor
-from agent.clock import Clock
-from agent.config import Config
+from agent.config import loader as config_mod
+from agent.runtime import supervisor
+from agent.sdk.clock import Clock
+from agent.config.loader import Config
 
 
 def write_config(tmp_path: Path, *, broker_port: int, modbus_port: int | None = None,

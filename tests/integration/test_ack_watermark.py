@@ -13,7 +13,7 @@ from pathlib import Path
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing
+from agent.commands import signing
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from tests.broker import Mosquitto
 from tests.integration.helpers import load, running_agent, write_config

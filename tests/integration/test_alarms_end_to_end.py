@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.sim.building import Building
 from tests.broker import Mosquitto
 from tests.integration.helpers import running_agent, write_config

@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing
+from agent.commands import signing
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.mqtt_backend import ROOT, backend
@@ -90,7 +90,7 @@ async def test_a_gateway_with_the_defaults_refuses_every_anonymous_change_and_sa
         assert agent.uplink.connected.is_set() and not agent.restart_requested.is_set()
     assert path.read_text() == text and not (tmp_path / "gateway.yaml.prev").exists()
     assert sim.devices[1].setpoint == setpoint  # type: ignore[attr-defined]
-    from agent.cli import main  # noqa: PLC0415
+    from agent.cli.main import main  # noqa: PLC0415
 
     checked = CliRunner().invoke(main, ["config", "check", str(path), "--json"])
     assert json.loads(checked.output)["command_auth"] == "unsigned-readonly"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
-from agent.uplink import WINDOW
+from agent.uplink.session import WINDOW
 from tests.broker import Mosquitto
 from tests.integration.helpers import load, running_agent, write_config
 from tests.observer import Observer

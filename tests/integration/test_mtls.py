@@ -29,10 +29,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from agent import config as config_mod
-from agent import supervisor
-from agent.cli import main
-from agent.config import Config
+from agent.config import loader as config_mod
+from agent.runtime import supervisor
+from agent.cli.main import main
+from agent.config.loader import Config
 from provisioning import labca
 from tests.cli.helpers import short_socket
 from tests.integration.test_schemas import assert_valid

@@ -14,10 +14,12 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from agent import health, supervisor
-from agent.clock import SystemClock
+from agent.runtime import health
+
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
 from agent.commands.schema import request_schema
-from agent.outbox import parse_watermark
+from agent.store.outbox import parse_watermark
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.mqtt_backend import ROOT, agent_with_commands, backend

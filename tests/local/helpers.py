@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.sim.building import Building
 from tests.broker import free_port
 from tests.cli.helpers import write_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.local import history as history_mod
 from agent.local.history import History
-from agent.models import Reading
+from agent.sdk.models import Reading
 
 
 def _reading(ts: float, value: object, name: str = "p", device: str = "d") -> Reading:

@@ -1,5 +1,5 @@
 """Install a third-party plugin (a rule type or a driver) the way pip would: a module on the path
-and a `*.dist-info` whose `entry_points.txt` registers it, so `agent.registry` finds it like ours."""
+and a `*.dist-info` whose `entry_points.txt` registers it, so `agent.sdk.registry` finds it like ours."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent import registry
+from agent.sdk import registry
 
 
 @contextmanager

@@ -19,11 +19,13 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from agent import config, profiles
-from agent.cli import main
-from agent.config import Config
-from agent.models import Quality, Reading
-from agent.normalize import Normalizer
+from agent.config import loader as config
+
+from agent.config import profiles
+from agent.cli.main import main
+from agent.config.loader import Config
+from agent.sdk.models import Quality, Reading
+from agent.runtime.normalize import Normalizer
 from drivers.modbus.driver import ModbusDriver
 from rules.alarm import AlarmEvent
 from rules.engine import RuleEngine

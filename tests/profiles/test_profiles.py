@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import config, profiles
-from agent.errors import ConfigError
+from agent.config import loader as config
+
+from agent.config import profiles
+from agent.sdk.errors import ConfigError
 from agent.sim.modbus_building import DEMO_POINTS
 
 HEADER = """\

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from agent.cli import main
+from agent.cli.main import main
 from provisioning import certs, keys, labca
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.sim.modbus_building import ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.conftest import config_doc

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.remote import commands
 from tests.commands.mqtt_backend import agent_with_commands
 from tests.integration.test_mtls import gateway_config

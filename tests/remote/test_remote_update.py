@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 import agent.commands.update_ops as update_ops
-from agent import config as config_mod
-from agent import release, supervisor, update_trial
+from agent.config import loader as config_mod
+from agent.lifecycle import release
+from agent.runtime import supervisor
+from agent.lifecycle import update_trial
 from tests.agent.test_update import Files, files, release_wheels
 from tests.broker import Mosquitto
 from tests.commands.mqtt_backend import agent_with_commands

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from agent import registry
-from agent.config_models import RuleConfig
-from agent.durations import parse_duration
-from agent.models import DeviceState, Quality, Reading
+from agent.sdk import registry
+from agent.config.models import RuleConfig
+from agent.sdk.durations import parse_duration
+from agent.sdk.models import DeviceState, Quality, Reading
 from rules.alarm import AlarmEvent
 from rules.engine import RuleEngine
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent import config
-from agent.errors import ConfigError
+from agent.config import loader as config
+from agent.sdk.errors import ConfigError
 from rules.engine import RuleEngine
 from tests.rules.harness import rule
 

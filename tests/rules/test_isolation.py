@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.config_models import RuleConfig
-from agent.models import Quality, Reading
+from agent.config.models import RuleConfig
+from agent.sdk.models import Quality, Reading
 from rules.builtin.threshold import ThresholdConfig
 from rules.engine import RuleEngine
 from tests.plugins import installed

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.models import DeviceState
+from agent.sdk.models import DeviceState
 from rules.alarm import AlarmEvent
 from rules.engine import RuleEngine
 from tests.rules.harness import reading, rule

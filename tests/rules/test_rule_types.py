@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.models import DeviceState
+from agent.sdk.models import DeviceState
 from rules.builtin import counter
 from rules.builtin.calendar import window_at
 from rules.engine import RuleEngine

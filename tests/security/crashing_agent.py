@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from agent import supervisor
-from agent.cli import main
+from agent.runtime import supervisor
+from agent.cli.main import main
 
 
 class InjectedBug(RuntimeError):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import control
+from agent.runtime import control
 from tests.broker import Mosquitto
 from tests.faults.harness import ENV, ROOT, RUN, AgentProcess, config, devices, observing
 from tests.integration.test_schemas import assert_valid

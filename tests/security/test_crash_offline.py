@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.uplink import watch
+from agent.uplink.session import watch
 from tests.broker import Mosquitto
 from tests.faults.harness import ENV, ROOT, AgentProcess, config, devices, observing
 

@@ -41,7 +41,7 @@ async def test_outbox_wal_and_shm_are_0600_under_umask_022(tmp_path: Path, build
 
 
 def test_an_old_world_readable_outbox_is_tightened(tmp_path: Path) -> None:
-    from agent.durable import private_sqlite  # noqa: PLC0415
+    from agent.sdk.durable import private_sqlite  # noqa: PLC0415
 
     db = tmp_path / "outbox.db"
     for name in ("outbox.db", "outbox.db-wal"):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import sqlite_pages
-from agent.outbox import PRIO_TELEMETRY, Outbox
+from agent.store import sqlite_pages
+from agent.store.outbox import PRIO_TELEMETRY, Outbox
 from tests.integration.test_schemas import assert_valid
 from tests.broker import Mosquitto
 from tests.faults.harness import AgentProcess, config, devices, observing

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import config as config_mod
-from agent import firstboot
-from agent.errors import ConfigError
-from agent.firstboot import Layout
-from agent.yamlsource import MAX_DEPTH, load_with_lines
+from agent.config import loader as config_mod
+from agent.lifecycle import firstboot
+from agent.sdk.errors import ConfigError
+from agent.lifecycle.firstboot import Layout
+from agent.config.yamlsource import MAX_DEPTH, load_with_lines
 
 
 def alias_bomb() -> str:

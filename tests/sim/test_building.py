@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import config, profiles
-from agent.errors import DeviceUnavailable
+from agent.config import loader as config
+
+from agent.config import profiles
+from agent.sdk.errors import DeviceUnavailable
 from agent.sim import scenario
 from agent.sim.building import Building, serve
 from drivers.mbus import frames

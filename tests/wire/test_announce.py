@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent import config as config_mod
-from agent import supervisor
-from agent.clock import SystemClock
-from agent.outbox import PRIO_EVENT
+from agent.config import loader as config_mod
+from agent.runtime import supervisor
+from agent.sdk.clock import SystemClock
+from agent.store.outbox import PRIO_EVENT
 from agent.sim.modbus_building import DEMO_POINTS
 from tests.integration.helpers import write_config
 
@@ -79,7 +79,7 @@ def test_a_failing_profile_skips_its_message_and_never_holds_the_row(tmp_path: P
 
 
 def test_meters_get_the_classes_the_energy_and_water_dashboards_accept() -> None:
-    from agent.config_models import PointConfig  # noqa: PLC0415
+    from agent.config.models import PointConfig  # noqa: PLC0415
     from agent.wire.homeassistant import sensor_options  # noqa: PLC0415
     from tests.wire.test_homeassistant import render  # noqa: PLC0415
 

@@ -150,7 +150,7 @@ async def test_native_only_publishes_nothing_else(tmp_path: Path, broker: Mosqui
 
 
 def test_a_config_without_native_or_with_an_unknown_profile_is_refused(tmp_path: Path) -> None:
-    from agent.errors import ConfigError  # noqa: PLC0415
+    from agent.sdk.errors import ConfigError  # noqa: PLC0415
 
     for profiles, said in ((["homeassistant"], "native is always published"),
                            (["native", "homie"], "profiles")):

@@ -48,7 +48,7 @@ def test_unknown_fields_are_skipped() -> None:
 
 
 def test_sparkplug_config(tmp_path: Path) -> None:
-    from agent.errors import ConfigError  # noqa: PLC0415
+    from agent.sdk.errors import ConfigError  # noqa: PLC0415
 
     ok = load(write_config(tmp_path, broker_port=1, modbus_port=1, devices=[], mqtt={
         "profiles": ["native", "sparkplug"], "sparkplug": {"group": "site-a"}}))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent import config
-from agent.errors import DeviceUnavailable, PointNotWritable
-from agent.models import Quality
+from agent.config import loader as config
+from agent.sdk.errors import DeviceUnavailable, PointNotWritable
+from agent.sdk.models import Quality
 from drivers.gpio.chip import Chip, FakeChip
 from drivers.gpio.config import GpioBusConfig, GpioDeviceConfig
 from drivers.gpio.driver import GpioDriver

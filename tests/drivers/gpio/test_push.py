@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from drivers.gpio import driver as gpio_driver
 from drivers.gpio.chip import FakeChip
 from tests.broker import Mosquitto

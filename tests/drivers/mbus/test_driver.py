@@ -17,9 +17,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from agent import config as agent_config
-from agent.errors import ConfigError, DeviceUnavailable, PointNotWritable
-from agent.models import Quality
+from agent.config import loader as agent_config
+from agent.sdk.errors import ConfigError, DeviceUnavailable, PointNotWritable
+from agent.sdk.models import Quality
 from drivers.mbus import frames
 from drivers.mbus.config import MBusBusConfig, MBusDeviceConfig, MBusPointConfig
 from drivers.mbus.driver import MBusDriver

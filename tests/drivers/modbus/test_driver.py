@@ -19,9 +19,9 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from agent.config import parse
-from agent.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
-from agent.models import Quality
+from agent.config.loader import parse
+from agent.sdk.errors import ConfigError, DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.models import Quality
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig, ModbusPointConfig
 from drivers.modbus.driver import ModbusDriver
 

@@ -18,8 +18,8 @@ import pytest
 import serial
 from click.testing import CliRunner
 
-from agent.cli import main
-from agent.errors import DeviceUnavailable
+from agent.cli.main import main
+from agent.sdk.errors import DeviceUnavailable
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.link import inter_frame_silence

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from agent import config as config_mod
+from agent.config import loader as config_mod
 from agent.sim.radio_meters import RadioAir, default_radio_meters, keys_file
 from agent.sim.radio_stick import EmulatedStick
 from tests.broker import Mosquitto

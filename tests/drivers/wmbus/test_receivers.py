@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.models import PointValue
+from agent.sdk.models import PointValue
 from agent.sim.radio_meters import RadioAir, default_radio_meters, keys_file
 from agent.sim.radio_stick import EmulatedStick
 from agent.sim.wmbus_encoder import format_a, stripped
@@ -179,7 +179,7 @@ async def test_a_stick_of_the_wrong_kind_is_reported_and_retried(tmp_path: Path,
 def test_the_sample_config_validates(tmp_path: Path) -> None:
     import yaml  # noqa: PLC0415
 
-    from agent import config  # noqa: PLC0415
+    from agent.config import loader as config  # noqa: PLC0415
 
     doc = yaml.safe_load((Path(__file__).parents[3] / "drivers/wmbus/sample.yaml").read_text())
     doc.update({"gateway": {"id": "gw-1", "site": "s"}, "mqtt": {"host": "h", "tls": False}})

@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.models import DeviceState, PointValue, Quality
+from agent.sdk.models import DeviceState, PointValue, Quality
 from agent.sim.wmbus_encoder import stripped
-from agent.watcher import DeviceWatcher
+from agent.sdk.watcher import DeviceWatcher
 from drivers.mbus.simulator import _type_f
 from drivers.wmbus import amber, imst
 from drivers.wmbus.config import WMBusBusConfig, WMBusDeviceConfig
@@ -114,7 +114,7 @@ def test_the_meter_s_own_time(tmp_path: Path) -> None:
 
 async def test_the_watcher_says_down_after_the_silence_and_ok_when_heard(tmp_path: Path) -> None:
     driver = driver_with(tmp_path, Clock())
-    from agent.clock import SystemClock  # noqa: PLC0415
+    from agent.sdk.clock import SystemClock  # noqa: PLC0415
 
     device = WMBusDeviceConfig(id="m", bus="radio", address="12345678", interval="100ms",
                                silence_factor=2)

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from agent.cli import main
-from agent.errors import DriverError
-from agent.models import Quality
+from agent.cli.main import main
+from agent.sdk.errors import DriverError
+from agent.sdk.models import Quality
 from drivers.modbus import link
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from agent import config as config_mod
-from agent.cli import main
-from agent.errors import DriverError
-from agent.models import Quality
+from agent.config import loader as config_mod
+from agent.cli.main import main
+from agent.sdk.errors import DriverError
+from agent.sdk.models import Quality
 from drivers.modbus.config import ModbusBusConfig, ModbusDeviceConfig
 from drivers.modbus.driver import ModbusDriver
 from tests.cli.helpers import write_config

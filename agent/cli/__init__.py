@@ -1,0 +1,1 @@
+"""`batigate`: the technician's and the operator's command line."""

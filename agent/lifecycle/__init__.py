@@ -1,0 +1,1 @@
+"""What outlives one run of the agent: updates, their trial, first boot."""

@@ -1,0 +1,1 @@
+"""A running agent: the supervisor's TaskGroup, the field, the pipeline, health, control."""

@@ -1,0 +1,46 @@
+"""`AgentContext`: what commands, the control socket and health may use of a running agent.
+
+`agent.runtime.supervisor.Agent` is the one implementation. Code on this side of the seam takes an
+`AgentContext`, not the whole `Agent`, so what it may read or change is written down in one place
+(`tests/agent/test_context.py` fails when such code reaches for a member not declared here), and
+a test can hand it a smaller stand-in. Imports are for type checking only: this module must not
+pull the runtime in (commands import it, and the supervisor imports the commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agent.sdk.clock import Clock
+    from agent.commands import CommandHandler
+    from agent.config.loader import Config
+    from agent.runtime.control import ControlStats
+    from agent.store.outbox import Outbox
+    from agent.runtime.pipeline import Pipeline
+    from agent.runtime.poller import DevicePoller
+    from agent.config.reconfigure import Plan
+    from agent.uplink.session import Uplink
+    from agent.sdk.watcher import DeviceWatcher
+
+
+@runtime_checkable
+class AgentContext(Protocol):
+    config: Config  # the running configuration (replaced by a live config apply)
+    clock: Clock
+    session: int  # this process's outbox session
+    started: float  # monotonic time of the start (uptime)
+    outbox: Outbox
+    pipeline: Pipeline  # events on `evt`, latest readings, device states
+    pollers: dict[str, DevicePoller | DeviceWatcher]  # per device: read, write, poll now
+    engine: Any  # rules.engine.RuleEngine, or None without rules (rules/ is optional)
+    uplink: Uplink  # rebirth, direct publishes, connection figures
+    commands: CommandHandler  # its auth mode, for `status`
+    group: asyncio.TaskGroup | None  # the supervisor's, for work that outlives a command
+    restart_requested: asyncio.Event  # set: the supervisor stops cleanly and is restarted
+    control_stats: ControlStats  # the control socket's bounds, counted for health
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def apply_config(self, new: Config, changes: Plan) -> None: ...

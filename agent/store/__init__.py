@@ -1,0 +1,1 @@
+"""Store-and-forward: the durable outbox and its salvage."""

@@ -1,0 +1,1 @@
+"""The MQTT side: sessions, the SenML envelope, backend acknowledgements."""
