@@ -29,7 +29,7 @@ from datetime import tzinfo
 from typing import Any
 
 from agent.sdk import registry
-from agent.config.models import RuleConfig
+from agent.sdk.config import RuleConfig
 from agent.sdk.models import DeviceState, Reading
 from rules.alarm import Alarm, AlarmEvent
 from rules.builtin.base import Rule

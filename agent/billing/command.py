@@ -17,7 +17,8 @@ from pydantic import Field, StringConstraints
 from agent.billing import boundaries
 from agent.billing.service import MAX_RESEND
 from agent.commands.models import Code, Ident, Outcome, Problem, _Args, ok
-from agent.commands.ops import Call, device_named, op
+from agent.commands.registry import Call, op
+from agent.commands.targets import device_named
 
 Day = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 

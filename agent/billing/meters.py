@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.sdk import units
-from agent.config.models import DeviceConfig
+from agent.sdk.config import DeviceConfig
 
 METER_PROFILES = ("water-meter", "heat-meter")
 BILLING_KEYS = ("dwelling", "medium", "index_point", "rollover")

@@ -21,7 +21,7 @@ from agent.uplink import senml
 from agent.billing.index import MeterIndex
 from agent.billing.meters import MeterSpec, spec_of
 from agent.config.loader import Config
-from agent.config.models import DeviceConfig
+from agent.sdk.config import DeviceConfig
 from agent.uplink.ids import uuid7
 from agent.sdk.models import PointValue, Reading
 from agent.store.outbox import PRIO_EVENT, PRIO_INDEX, Outbox

@@ -83,7 +83,7 @@ def run(config_path: Path) -> None:
     from agent.lifecycle import update_trial
     from agent.commands import confirm  # noqa: PLC0415
     from agent.i18n import t  # noqa: PLC0415
-    from provisioning import cert_trial  # noqa: PLC0415
+    from agent.lifecycle import cert_trial  # noqa: PLC0415
 
     logs.setup("info")
     # A config.apply that was never confirmed (the agent crashed on the new file) rolls back here.

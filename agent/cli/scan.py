@@ -368,7 +368,6 @@ def _wmbus_table(driver: Any, *, final: bool) -> Any:
 def _key_state(key: str) -> str:
     """The reception table's `yes` / `no` / `wrong` / `-` in the technician's language."""
     return t(f"scan.wmbus.key.{key}") if key in ("yes", "no", "wrong") else key
-    return table
 
 
 # -- adding to the config -------------------------------------------------------------------------

@@ -7,8 +7,8 @@
     confirm  config apply with automatic rollback unless confirmed
     schema   the JSON Schema of cmd/req, generated from the models
 
-The names below are loaded on first use: `agent.config.loader` imports `agent.commands.models` for the
-`commands:` section, and an eager import of the handler here would import `agent.config.loader` back.
+The names below are loaded on first use: `agent.config.loader` imports `agent.commands.models`
+for the `commands:` section, and an eager import of the handler here would import the loader back.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
         return CommandHandler
     if name == "OPERATIONS":
-        from agent.commands.ops import OPERATIONS  # noqa: PLC0415
+        from agent.commands.catalog import OPERATIONS  # noqa: PLC0415
 
         return OPERATIONS
     if name in ("Code", "CommandsConfig", "Status"):

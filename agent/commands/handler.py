@@ -35,13 +35,16 @@ from agent.runtime import logbuffer
 from agent.commands import signing
 from agent.commands.audit import AuditTrail
 from agent.sdk.clock import Clock
-from agent.commands import confirm, store, update_ops
+from agent.commands import confirm, store
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
-from agent.commands.ops import (HARMLESS, OPERATIONS, Call, reload_after_rollback,
-                                request_restart)
+from agent.commands.catalog import OPERATIONS
+from agent.commands.ops import cert as cert_ops
+from agent.commands.ops import update as update_ops
+from agent.commands.ops.config import reload_after_rollback
+from agent.commands.registry import HARMLESS, Call
+from agent.commands.targets import request_restart
 from agent.runtime.context import AgentContext
-from provisioning import ops as provisioning_ops
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +263,7 @@ class CommandHandler:
             for body in self._interrupted:
                 tg.create_task(self.publish_when_connected(body))
             tg.create_task(update_ops.watch(self), name="update-trial")
-            tg.create_task(provisioning_ops.watch(self), name="cert-trial")
+            tg.create_task(cert_ops.watch(self), name="cert-trial")
             if final is not None:
                 tg.create_task(self.publish_when_connected(final))
             if record is not None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
                       model_validator)
 
-from agent.config.models import Strict
+from agent.sdk.config import Strict
 from agent.sdk.durations import Duration
 
 

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from agent.commands.models import Request
-from agent.commands.ops import OPERATIONS
+from agent.commands.catalog import OPERATIONS
 
 SCHEMA_BASE = "https://batigate.invalid/schemas/"  # `.invalid`: an identifier, not a download
 

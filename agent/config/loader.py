@@ -17,9 +17,9 @@ from pydantic import Field, ValidationError
 
 from agent.sdk import registry
 from agent.commands.models import CommandsConfig
-from agent.config.models import (BillingConfig, BufferConfig, BusConfig, ControlConfig,
-                                 DeviceConfig, GatewayConfig, HealthConfig, MqttConfig, PointConfig,
-                                 RuleConfig, Strict, UpdateConfig)
+from agent.config.models import (BillingConfig, BufferConfig, ControlConfig, GatewayConfig,
+                                 HealthConfig, MqttConfig, UpdateConfig)
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig, RuleConfig, Strict
 from agent.sdk.errors import ConfigError
 from agent.i18n import t
 from agent.local.config import LocalConfig

@@ -1,7 +1,7 @@
 """One picture of a running agent, as plain JSON-able data: what the dashboard, `batigate status
 --watch` (through the control socket's `snapshot` op) and the local status page all draw.
 
-It is `control.status()` (broker, outbox, devices, alarms, clock, certificate) plus, per device,
+It is `status.status()` (broker, outbox, devices, alarms, clock, certificate) plus, per device,
 the last value of every configured point (SenML value and unit, quality, time, the point's
 `display_unit`) and the per-bus counters. Values stay in SenML units here; each view turns them
 into human units in its own language.
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.runtime import control
+from agent.runtime import status
 
 
 def snapshot(agent: Any) -> dict[str, Any]:
-    body = control.status(agent)
+    body = status.status(agent)
     latest = agent.pipeline.latest
     by_id = {d["id"]: d for d in body["devices"]}
     for device in agent.config.devices:

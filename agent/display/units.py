@@ -79,19 +79,6 @@ def _in_unit(value: float, unit: str | None, display_unit: str, lang: str) -> tu
     return number(scaled, decimals, lang), _pretty(display_unit, lang)
 
 
-def check_display_unit(unit: str | None, display_unit: str) -> str | None:
-    """Why `display_unit` cannot show a value configured in `unit`; None when it can."""
-    try:
-        target = senml_units.normalize(display_unit)[0]
-        source = senml_units.normalize(unit)[0] if unit else None
-    except ValueError as exc:
-        return str(exc)
-    if source is not None and source != target:
-        return (f"{display_unit!r} measures {target}, but the point's unit {unit!r} is "
-                f"{source}: pick a unit of the same quantity")
-    return None
-
-
 def _significant(value: float) -> int:
     """Decimals for three significant digits, never fewer than 0 (none for a whole number)."""
     if value == 0 or value.is_integer():

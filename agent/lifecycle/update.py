@@ -1,6 +1,6 @@
 """Agent updates, the release side: fetch a signed bundle, check it, install it beside the running
 release, switch `current` (images/README.md, "Updates"). The trial and the rollback are in
-`agent/lifecycle/update_trial.py`; the command is `update.install` (`agent/commands/update_ops.py`).
+`agent/lifecycle/update_trial.py`; the command is `update.install` (`agent/commands/ops/update.py`).
 
     <releases>/                 update.releases, on the data partition (/var/lib/batigate)
       1.4.0/                    a venv: python -m venv + pip install --no-index from the wheels

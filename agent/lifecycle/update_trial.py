@@ -11,7 +11,7 @@ Two places act on a trial:
   release cannot so much as import: once the deadline has passed, `current` goes back to
   `previous`. Then the built-in agent execs the release in force; the PID stays, so systemd's
   notify socket and watchdog follow without any change to the unit.
-- `agent/commands/update_ops.watch`, in the running agent: it confirms the trial once the broker
+- `agent/commands/ops/update.watch`, in the running agent: it confirms the trial once the broker
   took its birth, rolls back at the deadline, and reports the outcome on `cmd/res` and `evt`.
 
 Files are written like config applies (`durable.write_atomic`: temp + fsync + rename), and the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from agent.config.models import Strict
+from agent.sdk.config import Strict
 from agent.sdk.durations import Duration
 
 

@@ -14,15 +14,21 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from agent.sdk.clock import Clock
-    from agent.commands import CommandHandler
     from agent.config.loader import Config
-    from agent.runtime.control import ControlStats
+    from agent.runtime.control_stats import ControlStats
     from agent.store.outbox import Outbox
     from agent.runtime.pipeline import Pipeline
     from agent.runtime.poller import DevicePoller
     from agent.config.reconfigure import Plan
     from agent.uplink.session import Uplink
-    from agent.sdk.watcher import DeviceWatcher
+    from agent.runtime.watcher import DeviceWatcher
+
+
+class CommandAuth(Protocol):
+    """What the context shows of the command handler (the handler imports the operations, which
+    take an AgentContext: naming the handler here would close a loop)."""
+
+    auth: str  # signed | signed-writes | unsigned-readonly | unsigned-allow
 
 
 @runtime_checkable
@@ -36,7 +42,7 @@ class AgentContext(Protocol):
     pollers: dict[str, DevicePoller | DeviceWatcher]  # per device: read, write, poll now
     engine: Any  # rules.engine.RuleEngine, or None without rules (rules/ is optional)
     uplink: Uplink  # rebirth, direct publishes, connection figures
-    commands: CommandHandler  # its auth mode, for `status`
+    commands: CommandAuth  # its auth mode, for `status`
     group: asyncio.TaskGroup | None  # the supervisor's, for work that outlives a command
     restart_requested: asyncio.Event  # set: the supervisor stops cleanly and is restarted
     control_stats: ControlStats  # the control socket's bounds, counted for health

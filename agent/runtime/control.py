@@ -32,18 +32,18 @@ import json
 import logging
 import os
 import pwd
-import resource
 import socket
 import stat
 import struct
 import uuid
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from agent.runtime import status as status_mod
 from agent.runtime.context import AgentContext
+from agent.runtime.control_stats import ControlStats, client_cap
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +52,6 @@ SOCKET_MODE = 0o660
 MAX_LINE = 262_144  # a config.apply carries a whole file
 STATUS_OP, DEVICE_READ_OP = "status", "device.read"
 SNAPSHOT_OP = "snapshot"  # status + last values + bus counters: `batigate status --watch`
-
-
-@dataclass
-class ControlStats:
-    """What the control socket refused, for `health.control`."""
-
-    clients: int = 0  # connected now
-    refused: int = 0  # over the connection cap
-    idle_closed: int = 0  # silent past the idle timeout
-    oversized: int = 0  # a line over MAX_LINE
-    no_descriptor: int = 0  # accept failed: the descriptor table is full (EMFILE)
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def client_cap(configured: int) -> int:
-    """The configured cap, never more than a quarter of the descriptors this process may open."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(1, min(configured, soft // 4)) if soft != resource.RLIM_INFINITY else configured
 
 
 class NotRunning(Exception):
@@ -86,7 +66,7 @@ class ControlError(Exception):
 
 async def serve(agent: AgentContext) -> None:
     """Supervisor task: the control socket, and the certificate expiry watch beside it."""
-    from provisioning import watch  # noqa: PLC0415 - cryptography only when the agent runs
+    from agent.lifecycle import cert_watch as watch  # noqa: PLC0415 - cryptography only when the agent runs
 
     path = Path(agent.config.control.socket)
     async with asyncio.TaskGroup() as tg:
@@ -252,7 +232,7 @@ async def handle_line(agent: AgentContext, line: bytes, by: str) -> dict[str, An
     op = request["op"]
     try:
         if op == STATUS_OP:
-            return answer(None, _ok(status(agent)), op=op, ts=now)
+            return answer(None, _ok(status_mod.status(agent)), op=op, ts=now)
         if op == DEVICE_READ_OP:
             return answer(None, _ok(await device_read(agent, args)), op=op, ts=now)
         if op == SNAPSHOT_OP:
@@ -278,7 +258,8 @@ async def dispatch(agent: AgentContext, op: str, args: dict[str, Any], by: str) 
     """Run a command operation for a local caller: the handler's operations, argument models,
     answers and audit trail, without the signature (the socket's permissions stand for it)."""
     from agent.commands.models import Code, Problem, answer, describe  # noqa: PLC0415
-    from agent.commands.ops import OPERATIONS, Call  # noqa: PLC0415
+    from agent.commands.catalog import OPERATIONS  # noqa: PLC0415
+    from agent.commands.registry import Call  # noqa: PLC0415
 
     handler = agent.commands
     now = agent.clock.time()
@@ -305,50 +286,11 @@ async def dispatch(agent: AgentContext, op: str, args: dict[str, Any], by: str) 
 
 # -- local ops ------------------------------------------------------------------------------------
 
-def status(agent: AgentContext) -> dict[str, Any]:
-    """What `batigate status` shows: everything a technician checks first."""
-    from agent.runtime import health  # noqa: PLC0415
-
-    config = agent.config
-    now = agent.clock.time()
-    uplink = agent.uplink
-    devices = []
-    for device in config.devices:
-        poller = agent.pollers.get(device.id)
-        last_ok = poller.stats.last_ok if poller else None
-        devices.append({
-            "id": device.id, "bus": device.bus,
-            "state": poller.state.value if poller else "not polled",
-            "last_reading_age": None if last_ok is None else round(now - last_ok, 1),
-            "polls": poller.stats.polls if poller else 0,
-            "failures": poller.stats.failures if poller else 0,
-            "last_error": poller.stats.last_error if poller else None,
-        })
-    outbox = agent.outbox.stats()
-    tls = config.mqtt.tls
-    return {
-        "gw": config.gateway.id, "site": config.gateway.site, "sess": agent.session,
-        "uptime": round(agent.clock.monotonic() - agent.started, 1),
-        "broker": {"host": config.mqtt.host, "port": config.mqtt.port, "tls": tls is not None,
-                   "connected": uplink.connected.is_set(), "connections": uplink.connections,
-                   "published": uplink.published, "refused": uplink.refused,
-                   "last_error": uplink.last_error},
-        "command_auth": agent.commands.auth,
-        "devices": devices,
-        "alarms": agent.engine.active() if agent.engine is not None else [],
-        "outbox": {"depth": outbox["depth"], "oldest_age": outbox["oldest_age"],
-                   "dropped": outbox["dropped"]},
-        "clock_synced": health.clock_synced(agent),
-        "cert": {"path": str(tls.cert) if tls and tls.cert else None,
-                 "days_left": health.cert_days(tls.cert if tls else None, now=now)},
-    }
-
-
 async def device_read(agent: AgentContext, args: dict[str, Any]) -> dict[str, Any]:
     """Every point of one device in one poll, under the bus lock (point.read polls once per
     point: N polls for a meter read in full)."""
     from agent.commands.models import Code, Problem  # noqa: PLC0415
-    from agent.commands.ops import device_named, fresh_readings  # noqa: PLC0415
+    from agent.commands.targets import device_named, fresh_readings  # noqa: PLC0415
 
     dev = args.get("dev")
     if not isinstance(dev, str):

@@ -23,11 +23,11 @@ from contextlib import AsyncExitStack
 from agent.sdk import registry
 from agent.sdk.clock import Clock
 from agent.config.loader import Config
-from agent.config.models import BusConfig, DeviceConfig
+from agent.sdk.config import BusConfig, DeviceConfig
 from agent.sdk.driver import Driver, PushDriver, is_push
 from agent.sdk.models import DeviceState, PointValue
 from agent.runtime.poller import DevicePoller
-from agent.sdk.watcher import DeviceWatcher
+from agent.runtime.watcher import DeviceWatcher
 
 log = logging.getLogger(__name__)
 

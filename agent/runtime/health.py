@@ -8,11 +8,8 @@ the kernel clock is synchronized (timestamps of an unsynchronized gateway cannot
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +17,9 @@ import psutil
 from cryptography import x509
 
 from agent.runtime.context import AgentContext
+from agent.runtime.timesync import kernel_clock_synced
 
 log = logging.getLogger(__name__)
-
-_TIME_ERROR = 5  # adjtimex(2) return value: "clock not synchronized"
-
 
 def report(agent: AgentContext) -> dict[str, Any]:
     """The full health body: the supervisor's `Agent.health()` plus the system figures."""
@@ -88,26 +83,6 @@ def cert_days(path: Path | None, *, now: float) -> float | None:
         return None
     expires = cert.not_valid_after_utc.timestamp()
     return round((expires - now) / 86400, 1)
-
-
-@cache
-def _libc() -> Any:
-    name = ctypes.util.find_library("c")
-    return ctypes.CDLL(name, use_errno=True) if name else None
-
-
-def kernel_clock_synced() -> bool | None:
-    """Ask the kernel (adjtimex with modes = 0 only reads): False while NTP has not synchronized
-    the clock, None where the call does not exist."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "adjtimex"):
-        return None
-    # struct timex is about 208 bytes on 64-bit Linux; a zeroed, larger buffer means modes = 0.
-    buffer = ctypes.create_string_buffer(512)
-    state = libc.adjtimex(buffer)
-    if state < 0:
-        return None
-    return state != _TIME_ERROR
 
 
 def clock_synced(agent: AgentContext) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent.sdk import units
-from agent.config.models import DeviceConfig
+from agent.sdk.config import DeviceConfig
 from agent.sdk.models import PointValue, Quality, Reading
 
 

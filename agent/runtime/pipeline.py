@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from agent.uplink import senml
 from agent.config.loader import Config
-from agent.config.models import DeviceConfig
+from agent.sdk.config import DeviceConfig
 from agent.sdk.models import DeviceState, PointValue, Reading
 from agent.runtime.normalize import Normalizer
 from agent.store.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.sdk.clock import Clock
-from agent.config.models import DeviceConfig, PointConfig
+from agent.sdk.config import DeviceConfig, PointConfig
 from agent.sdk.driver import Driver
 from agent.sdk.errors import DeviceUnavailable
 from agent.sdk.models import DeviceState, PointValue, Value

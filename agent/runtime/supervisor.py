@@ -21,6 +21,7 @@ from typing import Any
 from agent import __version__
 
 from agent.runtime import control
+from agent.runtime.control_stats import ControlStats
 
 from agent.runtime import health
 
@@ -39,7 +40,7 @@ from agent.runtime.poller import DevicePoller
 from agent.config.reconfigure import Plan
 from agent.runtime.timesync import TimeKeeper
 from agent.uplink.session import Uplink
-from agent.sdk.watcher import DeviceWatcher
+from agent.runtime.watcher import DeviceWatcher
 from agent.wire import Wire
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Agent:
         self.pollers: dict[str, DevicePoller | DeviceWatcher] = self.field.pollers
         self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
-        self.control_stats = control.ControlStats()
+        self.control_stats = ControlStats()
         self.health_failures = 0  # health reports that could not be made (e.g. no descriptor)
         self.commands = CommandHandler(self, clock=clock)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,

@@ -18,15 +18,41 @@ it is detected and reported, and ordering and expiry never depend on the wall cl
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from agent.sdk.clock import Clock
-from agent.runtime.health import kernel_clock_synced
 
 log = logging.getLogger(__name__)
+
+_TIME_ERROR = 5  # adjtimex(2) return value: "clock not synchronized"
+
+
+@cache
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
+def kernel_clock_synced() -> bool | None:
+    """Ask the kernel (adjtimex with modes = 0 only reads): False while NTP has not synchronized
+    the clock, None where the call does not exist."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "adjtimex"):
+        return None
+    # struct timex is about 208 bytes on 64-bit Linux; a zeroed, larger buffer means modes = 0.
+    buffer = ctypes.create_string_buffer(512)
+    state = libc.adjtimex(buffer)
+    if state < 0:
+        return None
+    return state != _TIME_ERROR
+
 
 PLAUSIBLE_AFTER = 1735689600.0  # 2025-01-01T00:00:00Z: no reading of this software is older
 JUMP_THRESHOLD = 2.0  # seconds of disagreement between the wall and monotonic clocks

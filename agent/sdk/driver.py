@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
-from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.models import PointValue, Value
 
 
@@ -85,7 +85,7 @@ class PushDriver(Protocol):
     """A driver whose devices speak when they like (radio meters, GPIO edges): nothing to poll.
 
     The field runs `listen()` as one task per bus (restarted with backoff if it fails) and gives
-    the driver, per device, a `hear(values, ts)` callback; `agent.sdk.watcher.DeviceWatcher` turns
+    the driver, per device, a `hear(values, ts)` callback; `agent.runtime.watcher.DeviceWatcher` turns
     what is heard, and what is not heard for `silence(device)` seconds, into the same values and
     ok/down states a poller produces, so rules, commands and health see no difference.
     """

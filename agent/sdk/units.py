@@ -68,3 +68,16 @@ def normalize(unit: str | None) -> tuple[str | None, float, float]:
     known = sorted(KEEP_AS_IS | set(CONVERSIONS))
     msg = f"unknown unit {unit!r}; use a SenML unit or one of: {', '.join(known)}"
     raise ValueError(msg)
+
+
+def check_display_unit(unit: str | None, display_unit: str) -> str | None:
+    """Why `display_unit` cannot show a value configured in `unit`; None when it can."""
+    try:
+        target = normalize(display_unit)[0]
+        source = normalize(unit)[0] if unit else None
+    except ValueError as exc:
+        return str(exc)
+    if source is not None and source != target:
+        return (f"{display_unit!r} measures {target}, but the point's unit {unit!r} is "
+                f"{source}: pick a unit of the same quantity")
+    return None

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from agent.config.models import BusConfig, DeviceConfig, PointConfig, PointName
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig, PointName
 from agent.sdk.durations import parse_duration
 
 Bias = Literal["as-is", "disabled", "pull-up", "pull-down"]

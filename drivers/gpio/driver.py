@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
-from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
 from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
 from agent.sdk.models import PointValue, Quality, Value

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agent.sdk import units as agent_units
-from agent.config.models import BusConfig, DeviceConfig, Medium, PointConfig, Strict
+from agent.sdk.config import BusConfig, DeviceConfig, Medium, PointConfig, Strict
 from agent.sdk.durations import Duration
 from drivers.mbus import frames
 from drivers.mbus.mapping import QUANTITY_UNITS

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import (BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator,
                       model_validator)
 
-from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.durations import parse_duration
 
 Table = Literal["coils", "discrete", "input", "holding"]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.models import BusConfig, DeviceConfig
+from agent.sdk.config import BusConfig, DeviceConfig
 from agent.sdk.durations import Duration
 from drivers.mbus.config import (MBusPointConfig, check_socket_url, id_text, is_meter_id,
                                  manufacturer_code)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats, Hear
 from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
 from agent.sdk.models import PointValue, Value

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.config.models import DeviceConfig
+from agent.sdk.config import DeviceConfig
 
 from drivers.wmbus.config import WMBusBusConfig
 from drivers.wmbus.driver import WMBusDriver

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from agent.sdk import units
-from agent.config.models import RuleConfig
+from agent.sdk.config import RuleConfig
 from agent.sdk.models import DeviceState, Quality, Reading, Value
 
 _DEVICE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from agent.config.models import Ident
+from agent.sdk.config import Ident
 from agent.sdk.durations import Duration
 from agent.sdk.models import DeviceState, Quality, Reading
 from rules.builtin.base import (

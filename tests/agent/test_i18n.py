@@ -149,10 +149,10 @@ def test_cli_speaks_french_from_the_locale_and_from_lang(tmp_path: Path) -> None
 # -- no English sentence left in what a technician reads ------------------------------------------
 
 # The technician's commands, then the operations team's (remote, release).
-TECHNICIAN_MODULES = ("cli.py", "cli_common.py", "cli_init.py", "cli_scan.py", "cli_wmbus.py",
-                      "cli_meters.py", "cli_selftest.py", "cli_local.py", "cli_buffer.py",
-                      "cli_provision.py", "demo.py", "cli_remote.py", "cli_remote_ops.py",
-                      "cli_release.py", "remote/render.py")
+TECHNICIAN_MODULES = ("cli/main.py", "cli/common.py", "cli/init.py", "cli/scan.py", "cli/wmbus.py",
+                      "cli/meters.py", "cli/selftest.py", "cli/local.py", "cli/buffer.py",
+                      "cli/provision.py", "sim/demo.py", "cli/remote.py", "cli/remote_ops.py",
+                      "cli/release.py", "remote/render.py")
 # Calls whose text reaches a person; for Check, only its detail and fix (its name and result are
 # ids kept in --json, shown through t() by the table).
 OUTPUT_CALLS = {"echo": None, "secho": None, "print": None, "prompt": None, "confirm": None,

@@ -1,4 +1,4 @@
-"""The field's push path (agent/runtime/field.py, agent/sdk/watcher.py), with a radio bus in a running field:
+"""The field's push path (agent/runtime/field.py, agent/runtime/watcher.py), with a radio bus in a running field:
 watchers instead of pollers, one listener per bus, a listener that fails is retried, a live
 change of the bus closes and reopens it."""
 
@@ -13,7 +13,7 @@ from agent.runtime.field import Field
 from agent.sdk.models import DeviceState
 from agent.sim.radio_meters import RadioAir, default_radio_meters
 from agent.sim.radio_stick import EmulatedStick
-from agent.sdk.watcher import DeviceWatcher
+from agent.runtime.watcher import DeviceWatcher
 from drivers.wmbus.config import WMBusBusConfig, WMBusDeviceConfig
 from drivers.wmbus.driver import WMBusDriver
 

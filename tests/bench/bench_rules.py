@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any
 
 from agent.sdk import registry
-from agent.config.models import RuleConfig
+from agent.sdk.config import RuleConfig
 from agent.sdk.models import Quality, Reading
 from rules.engine import RuleEngine
 

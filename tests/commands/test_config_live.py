@@ -15,7 +15,7 @@ import yaml
 
 from agent.runtime import supervisor
 from agent.commands import confirm
-from agent.commands.ops import bring_to
+from agent.commands.ops.config import bring_to
 from agent.sim.modbus_building import ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.conftest import request

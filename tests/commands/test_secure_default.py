@@ -18,7 +18,8 @@ from agent.commands import signing
 from agent.runtime import supervisor
 from agent.sdk.clock import SystemClock
 from agent.commands import CommandHandler, store
-from agent.commands.ops import HARMLESS, OPERATIONS
+from agent.commands.catalog import OPERATIONS
+from agent.commands.registry import HARMLESS
 from agent.sdk.errors import ConfigError
 from tests.commands.conftest import GATEWAY, config_doc, request, write
 

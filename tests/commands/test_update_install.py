@@ -20,7 +20,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import agent.commands.update_ops as update_ops  # registers update.install (the lead wires ops.py)
+import agent.commands.ops.update as update_ops
 from agent.config import loader as config_mod
 from agent.commands import signing
 from agent.runtime import supervisor

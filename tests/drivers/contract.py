@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agent.config.models import BusConfig, DeviceConfig, PointConfig
+from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
 from agent.sdk.errors import DeviceUnavailable, DriverError
 from agent.sdk.models import PointValue, Quality

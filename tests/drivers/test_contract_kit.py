@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.config.models import DeviceConfig
+from agent.sdk.config import DeviceConfig
 from agent.sdk.errors import DeviceUnavailable
 from agent.sdk.models import PointValue
 from agent.sim.modbus_building import DEMO_POINTS, ModbusBuilding

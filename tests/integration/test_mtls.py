@@ -266,7 +266,8 @@ async def test_a_rotated_certificate_that_cannot_connect_is_rolled_back_by_itsel
     standing for what a probe cannot see) is replaced by the previous pair at the deadline, with
     no command needed; the agent restarts, connects with the previous pair and reports the
     install as failed, with a `cert.rolled_back` event."""
-    from provisioning import cert_trial, certs  # noqa: PLC0415
+    from agent.lifecycle import cert_trial  # noqa: PLC0415
+    from provisioning import certs  # noqa: PLC0415
 
     state = tmp_path / "state"
     state.mkdir()
@@ -307,7 +308,8 @@ async def test_a_rotated_certificate_that_cannot_connect_is_rolled_back_by_itsel
 def test_a_trial_past_its_deadline_is_rolled_back_at_start(tmp_path: Path, pki: Pki) -> None:
     """Proves: an agent that crashed or hung with the new pair finds the previous one back at its
     next start, before it tries to connect (the rollback needs no broker)."""
-    from provisioning import cert_trial, certs  # noqa: PLC0415
+    from agent.lifecycle import cert_trial  # noqa: PLC0415
+    from provisioning import certs  # noqa: PLC0415
 
     cert, key = pki.client("gw-s", folder=tmp_path)
     good_cert, good_key = cert.read_bytes(), key.read_bytes()

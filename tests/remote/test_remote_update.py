@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import agent.commands.update_ops as update_ops
+import agent.commands.ops.update as update_ops
 from agent.config import loader as config_mod
 from agent.lifecycle import release
 from agent.runtime import supervisor

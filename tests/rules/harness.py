@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.sdk import registry
-from agent.config.models import RuleConfig
+from agent.sdk.config import RuleConfig
 from agent.sdk.durations import parse_duration
 from agent.sdk.models import DeviceState, Quality, Reading
 from rules.alarm import AlarmEvent

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.config.models import RuleConfig
+from agent.sdk.config import RuleConfig
 from agent.sdk.models import Quality, Reading
 from rules.builtin.threshold import ThresholdConfig
 from rules.engine import RuleEngine

@@ -79,7 +79,7 @@ def test_a_failing_profile_skips_its_message_and_never_holds_the_row(tmp_path: P
 
 
 def test_meters_get_the_classes_the_energy_and_water_dashboards_accept() -> None:
-    from agent.config.models import PointConfig  # noqa: PLC0415
+    from agent.sdk.config import PointConfig  # noqa: PLC0415
     from agent.wire.homeassistant import sensor_options  # noqa: PLC0415
     from tests.wire.test_homeassistant import render  # noqa: PLC0415
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from agent.sdk.clock import Clock
-from agent.config.models import DeviceConfig, PointConfig
+from agent.sdk.config import DeviceConfig, PointConfig
 from agent.sdk.driver import PushDriver
 from agent.sdk.errors import DeviceUnavailable
 from agent.sdk.models import DeviceState, PointValue, Value

@@ -9,7 +9,7 @@ bundle (images/README.md, "Updates"), and `watch`, the running agent's side of t
                       yes: `update.succeeded`; no: roll back, restart, `update.rolled_back`
 
 The final outcome becomes the cached answer of the command and goes on `cmd/res` and `evt`, as
-config.apply's does. Registered in agent.commands.ops' table by import.
+config.apply's does. Listed in agent/commands/catalog.py.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from agent.lifecycle import update
 
 from agent.lifecycle import update_trial
 from agent.commands.models import Code, Outcome, Problem, Status, _Args, ok
-from agent.commands.ops import Call, op, request_restart
+from agent.commands.registry import Call, Handler, op
+from agent.commands.targets import request_restart
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ async def _install(call: Call, args: UpdateArgs, releases: Path) -> dict[str, An
 
 # -- the running agent's side of the trial ------------------------------------------------------
 
-async def watch(handler: Any, *, running: str | None = None) -> None:
+async def watch(handler: Handler, *, running: str | None = None) -> None:
     """Supervisor task: report how the last update ended; confirm the release on trial once the
     broker acknowledged its birth (`uplink.connected`), or roll it back at the deadline."""
     agent = handler.agent
@@ -191,7 +192,7 @@ async def watch(handler: Any, *, running: str | None = None) -> None:
             await agent.uplink.publish_direct("cmd/res", final, qos=1)
 
 
-async def _end(handler: Any, trial: update_trial.Trial | None) -> None:
+async def _end(handler: Handler, trial: update_trial.Trial | None) -> None:
     """After a rollback: report it now if the broker is there (otherwise the outcome file waits
     for the previous release, which reports it once connected), and restart on that release."""
     if trial is None:
@@ -201,7 +202,7 @@ async def _end(handler: Any, trial: update_trial.Trial | None) -> None:
     request_restart(handler.agent, f"agent update {trial.version} rolled back")
 
 
-def _flush_outcome(handler: Any) -> dict[str, Any] | None:
+def _flush_outcome(handler: Handler) -> dict[str, Any] | None:
     """The outcome file becomes a durable `evt` and the final cached answer of update.install."""
     releases = handler.agent.config.update.releases
     outcome = update_trial.take_outcome(releases)

@@ -11,7 +11,7 @@
     backend ──cert.rollback──► the *.prev pair comes back, and the agent restarts.
 
 The key never appears in an answer or a log: only the CSR (public) and fingerprints do.
-Registered in agent.commands.ops' table by import (see the end of that module).
+Listed in agent/commands/catalog.py.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import Field
 
 from agent.commands.models import Code, NoArgs, Outcome, Problem, Status, _Args, ok
-from agent.commands.ops import Call, op, request_restart
-from provisioning import cert_trial, certs, keys
+from agent.commands.registry import Call, Handler, op
+from agent.commands.targets import request_restart
+from agent.lifecycle import cert_trial
+from provisioning import certs, keys
 from provisioning.probe import client_context, probe
 
 
@@ -124,7 +126,7 @@ async def cert_rollback(call: Call, args: NoArgs) -> Outcome:
 
 # -- the running agent's side of a certificate on trial ----------------------------------------
 
-async def watch(handler: Any) -> None:
+async def watch(handler: Handler) -> None:
     """Supervisor task: report how the last rotation ended; confirm the certificate on trial once
     the broker took this agent's session, or put the previous pair back at the deadline."""
     agent = handler.agent
@@ -151,7 +153,7 @@ async def watch(handler: Any) -> None:
             await agent.uplink.publish_direct("cmd/res", final, qos=1)
 
 
-def _report(handler: Any) -> dict[str, Any] | None:
+def _report(handler: Handler) -> dict[str, Any] | None:
     """The outcome file becomes a durable `evt` and the final cached answer of cert.install."""
     tls = handler.agent.config.mqtt.tls
     cert_path = Path(tls.cert)

@@ -12,7 +12,7 @@ the broker:
 
 - `check_at_start` (called by `batigate run` once the config is read): past the deadline, the
   previous pair is put back before the uplink ever tries the new one again.
-- `provisioning.ops.watch`, in the running agent: once connected with the new pair the trial is
+- `agent.commands.ops.cert.watch`, in the running agent: once connected with the new pair the trial is
   confirmed; at the deadline it is rolled back and the agent restarts on the previous pair.
 """
 
