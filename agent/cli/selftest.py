@@ -66,7 +66,8 @@ def selftest(config_path: Path, timeout: float, as_json: bool) -> None:
 
 
 def certificate_checks(config: Any) -> list[Check]:
-    from provisioning import diagnose, watch  # noqa: PLC0415
+    from agent.lifecycle import cert_watch as watch  # noqa: PLC0415
+    from provisioning import diagnose  # noqa: PLC0415
 
     tls = config.mqtt.tls
     if tls is None:
