@@ -44,7 +44,7 @@ class Handler(Protocol):
     async def report_outcome(self) -> None: ...
     async def publish_when_connected(self, final: dict[str, Any]) -> None: ...
     def settle(self, outcome: dict[str, Any], *, op: str, succeeded: bool,
-               **extra: Any) -> dict[str, Any] | None: ...
+               result: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +69,6 @@ class Op:
     args: type[BaseModel]
     run: OpFunc
     writes: bool
-
-    async def __call__(self, call: Call, args: Any) -> Outcome:
-        return await self.run(call, args)
 
 
 def op(name: str, args: type[BaseModel] = NoArgs, *, writes: bool = False
