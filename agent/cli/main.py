@@ -80,26 +80,25 @@ def run(config_path: Path) -> None:
 
     from agent.runtime import supervisor
 
-    from agent.lifecycle import update_trial
-    from agent.commands import confirm  # noqa: PLC0415
+    from agent.lifecycle import update_trial  # noqa: PLC0415
     from agent.i18n import t  # noqa: PLC0415
     from agent.lifecycle import cert_trial  # noqa: PLC0415
+    from agent.lifecycle.config_trial import ConfigTrial  # noqa: PLC0415
 
     logs.setup("info")
     # A config.apply that was never confirmed (the agent crashed on the new file) rolls back here.
-    if line := confirm.check_at_start(config_path, now=time.time()):
+    if line := ConfigTrial(config_path).check_at_start(now=time.time()):
         click.echo(line, err=True)
     config = load_or_exit(config_path)
     logs.setup(config.log_level)
     # An agent update on trial past its deadline goes back to the previous release here, in the
     # built-in agent; then the release in force takes this process over (exec: same PID).
     releases = config.update.releases
-    if line := update_trial.check_at_start(releases, now=time.time()):
+    for line in update_trial.check_at_start(config.update, now=time.time()):
         click.echo(line, err=True)
     # A rotated client certificate that never reached the broker in time: the previous pair.
-    tls = config.mqtt.tls
-    if tls is not None and tls.cert is not None and tls.key is not None and (
-            line := cert_trial.check_at_start(Path(tls.cert), Path(tls.key), now=time.time())):
+    cert = cert_trial.of(config)
+    if cert is not None and (line := cert.check_at_start(now=time.time())):
         click.echo(line, err=True)
     if line := update_trial.enter_current(releases, ["run", "--config", str(config_path)]):
         click.echo(line, err=True)

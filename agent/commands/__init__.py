@@ -4,7 +4,6 @@
     ops      the operations themselves
     handler  decode, authenticate, de-duplicate, dispatch, audit
     store    the persisted answers (idempotency by id)
-    confirm  config apply with automatic rollback unless confirmed
     schema   the JSON Schema of cmd/req, generated from the models
 
 The names below are loaded on first use: `agent.config.loader` imports `agent.commands.models`

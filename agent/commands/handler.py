@@ -35,15 +35,11 @@ from agent.runtime import logbuffer
 from agent.commands import signing
 from agent.commands.audit import AuditTrail
 from agent.sdk.clock import Clock
-from agent.commands import confirm, store
+from agent.commands import store
 from agent.commands.models import (Code, CommandsConfig, Outcome, Problem, Request, Status,
                                    answer, describe)
 from agent.commands.catalog import OPERATIONS
-from agent.commands.ops import cert as cert_ops
-from agent.commands.ops import update as update_ops
-from agent.commands.ops.config import reload_after_rollback
 from agent.commands.registry import HARMLESS, Call
-from agent.commands.targets import request_restart
 from agent.runtime.context import AgentContext
 
 log = logging.getLogger(__name__)
@@ -67,7 +63,6 @@ class CommandHandler:
                                        retention=max(86400.0, self.settings.max_ttl),
                                        skew=self.settings.skew)
         self.audit = AuditTrail(db, keep_days=self.settings.audit_days)
-        self._probation_over = asyncio.Event()
         logbuffer.install()  # log.get reads it; installing twice is a no-op
         if self.public_key is None:
             self.auth = self.settings.auth
@@ -234,63 +229,14 @@ class CommandHandler:
         self.audit.record(ts=now, cmd_id=request.id, op=request.op, by=request.by, signed=signed,
                           args=request.args, answer=body, kept=kept)
 
-    # -- the confirmed-commit side ----------------------------------------------------------------
-
-    def probation_over(self) -> None:
-        self._probation_over.set()
-
-    def begin_probation(self, record: confirm.Pending) -> None:
-        """A config apply now runs live: roll it back unless confirmed in time. (After an apply
-        by restart, `run` starts the same watch at the next start.)"""
-        self._probation_over = asyncio.Event()
-        if self.agent.group is not None:  # None: an agent built but not served (unit tests)
-            self.agent.group.create_task(self._probation(record), name="config-probation")
+    # -- what outlives one message --------------------------------------------------------------
 
     async def run(self) -> None:
-        """Supervisor task: report how the last config apply ended, and roll back the one in
-        probation unless `config.confirm` comes before its deadline."""
-        path = self.agent.config.source
-        final = self._flush_outcome()
-        record = confirm.pending(path)
-        if record is not None and record.digest != self.agent.config.digest:
-            log.warning("pending config apply %s is not the running config: dropped",
-                        record.cmd_id)
-            confirm.rollback(path, reason="the running config is not the staged one",
-                             now=self.clock.time())
-            request_restart(self.agent, "stale config apply rolled back")
-            record = None
+        """Supervisor task: the answers of the commands the previous agent did not survive go on
+        `cmd/res` once connected. (Trials are the `trials` task: agent/lifecycle/trial_watch.py.)"""
         async with asyncio.TaskGroup() as tg:
             for body in self._interrupted:
                 tg.create_task(self.publish_when_connected(body))
-            tg.create_task(update_ops.watch(self), name="update-trial")
-            tg.create_task(cert_ops.watch(self), name="cert-trial")
-            if final is not None:
-                tg.create_task(self.publish_when_connected(final))
-            if record is not None:
-                tg.create_task(self._probation(record))
-
-    async def _probation(self, record: confirm.Pending) -> None:
-        path = self.agent.config.source
-        delay = max(0.0, record.deadline - self.clock.time())
-        log.warning("config %s in probation: confirm within %.0fs or it is rolled back",
-                    record.digest, delay)
-        try:
-            async with asyncio.timeout(delay):
-                await self._probation_over.wait()
-            return
-        except TimeoutError:
-            pass
-        current = confirm.pending(path)
-        if current is None or current.cmd_id != record.cmd_id:
-            return
-        confirm.rollback(path, reason="not confirmed in time", now=self.clock.time())
-        await self.report_outcome()
-        await reload_after_rollback(self.agent, f"config {record.digest} not confirmed")
-
-    async def report_outcome(self) -> None:
-        final = self._flush_outcome()
-        if final is not None and self.agent.uplink.connected.is_set():
-            await self.agent.uplink.publish_direct("cmd/res", final, qos=1)
 
     async def publish_when_connected(self, final: dict[str, Any]) -> None:
         await self.agent.uplink.connected.wait()
@@ -298,28 +244,15 @@ class CommandHandler:
 
     def settle(self, outcome: dict[str, Any], *, op: str, succeeded: bool,
                result: dict[str, Any]) -> dict[str, Any]:
-        """The end of a command that outlived its first answer (a config apply, an agent update,
-        a certificate on trial): `outcome` goes on `evt` (committed at once), and becomes the
-        command's final answer, cached so that a replay gets it. Returns it for `cmd/res`."""
+        """The end of a command that outlived its first answer (a trial: a config apply, an agent
+        update, a certificate; agent/lifecycle/trial.py): `outcome` goes on `evt` (committed at
+        once), and becomes the command's final answer, cached so that a replay gets it. Returns it
+        for `cmd/res`."""
         self.agent.pipeline.event(outcome)
         final = answer(outcome["cmd"], Outcome(Status.SUCCEEDED, Code.OK, result) if succeeded
                        else Problem(Code.FAILED, f"rolled back: {outcome.get('reason', '?')}",
                                     result), op=op, ts=self.clock.time())
         self.cache.update(outcome["cmd"], final)
-        return final
-
-    def _flush_outcome(self) -> dict[str, Any] | None:
-        """Turn the outcome file into a durable `evt` and the final cached answer of the apply."""
-        path = self.agent.config.source
-        outcome = confirm.take_outcome(path)
-        if outcome is None:
-            return None
-        confirmed = outcome["type"] == "config.confirmed"
-        result = {"digest": outcome["digest"]}
-        if not confirmed:
-            result["prev_digest"] = outcome["prev_digest"]
-        final = self.settle(outcome, op="config.apply", succeeded=confirmed, result=result)
-        confirm.forget_outcome(path)
         return final
 
 

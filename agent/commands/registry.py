@@ -23,7 +23,6 @@ from agent.commands.models import NoArgs, Outcome
 
 if TYPE_CHECKING:
     from agent.commands.audit import AuditTrail
-    from agent.commands.confirm import Pending
     from agent.runtime.context import AgentContext
     from agent.sdk.clock import Clock
 
@@ -39,10 +38,6 @@ class Handler(Protocol):
     audit: AuditTrail
     clock: Clock
 
-    def begin_probation(self, record: Pending) -> None: ...
-    def probation_over(self) -> None: ...
-    async def report_outcome(self) -> None: ...
-    async def publish_when_connected(self, final: dict[str, Any]) -> None: ...
     def settle(self, outcome: dict[str, Any], *, op: str, succeeded: bool,
                result: dict[str, Any]) -> dict[str, Any]: ...
 

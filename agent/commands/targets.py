@@ -1,10 +1,8 @@
 """What a command acts on: the device and point it names, the poller that reaches it, fresh
-readings, and a restart of the agent. Shared by the operations and the control socket."""
+readings. Shared by the operations and the control socket."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 from agent.commands.models import Code, Problem
@@ -14,9 +12,6 @@ from agent.runtime.normalize import Normalizer
 from agent.sdk.errors import DeviceUnavailable, DriverError
 from agent.sdk.models import Reading
 
-log = logging.getLogger(__name__)
-
-RESTART_DELAY = 1.0  # lets the answer reach the broker before the agent stops
 
 def device_named(agent: AgentContext, dev: str) -> DeviceConfig:
     for device in agent.config.devices:
@@ -50,13 +45,3 @@ async def fresh_readings(agent: AgentContext, device: DeviceConfig) -> list[Read
         raise Problem(Code.FAILED, str(exc)) from None
     synced = bool(agent.pipeline.clock_synced())
     return Normalizer(device).readings(values, agent.clock.time(), synced=synced)
-
-
-def request_restart(agent: AgentContext, reason: str) -> None:
-    """Ask the supervisor to stop so systemd starts the agent again (after RESTART_DELAY)."""
-    event = getattr(agent, "restart_requested", None)
-    if not isinstance(event, asyncio.Event):
-        event = asyncio.Event()
-        agent.restart_requested = event
-    log.warning("restart requested: %s", reason)
-    asyncio.get_running_loop().call_later(RESTART_DELAY, event.set)

@@ -1,5 +1,6 @@
-"""Agent updates, the trial: a new release runs on probation until it proves healthy, otherwise
-the previous one comes back by itself (images/README.md, "Updates").
+"""Agent updates, the trial: the update policy of the trial machine (`trial.py`). A new release
+runs on probation until it proves healthy, otherwise the previous one comes back by itself
+(images/README.md, "Updates").
 
     <releases>/trial.json    the release on trial: command, version, links, deadline
     <releases>/outcome.json  how the last update ended, until a running agent has reported it
@@ -11,36 +12,46 @@ Two places act on a trial:
   release cannot so much as import: once the deadline has passed, `current` goes back to
   `previous`. Then the built-in agent execs the release in force; the PID stays, so systemd's
   notify socket and watchdog follow without any change to the unit.
-- `agent/commands/ops/update.watch`, in the running agent: it confirms the trial once the broker
-  took its birth, rolls back at the deadline, and reports the outcome on `cmd/res` and `evt`.
+- the trial watcher (`trial_watch.py`), in the running agent: it commits the trial once the
+  broker took its birth, rolls back at the deadline, and reports the outcome on `cmd/res` and
+  `evt`.
 
-Files are written like config applies (`durable.write_atomic`: temp + fsync + rename), and the
-trial note is written before the switch, so a power cut at any step ends in a rollback at most.
+`KINDS` is the table of update kinds `update.install` knows: a new kind (a whole rootfs slot, say)
+is one entry, with its installer and its own trial policy; the command, the watcher and the start
+check take it from there. The trial note is written before the switch, so a power cut at any step
+ends in a rollback at most.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import shutil
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.sdk.durable import read_note, write_atomic
 from agent.i18n import t
-from agent.lifecycle.update import set_link
+from agent.lifecycle import update
+from agent.lifecycle.trial import Trial
+from agent.runtime.restart import request_restart
+
+if TYPE_CHECKING:
+    from agent.runtime.context import AgentContext
 
 log = logging.getLogger(__name__)
 
 TRIAL = "trial.json"
 OUTCOME = "outcome.json"
 EXEC_GUARD = "BATIGATE_RELEASE"  # set before the exec: the release started so never execs again
+SPARE = 64 * 2**20  # left free on the data partition beyond the update's own needs
 
 
 @dataclass(frozen=True, slots=True)
-class Trial:
+class Release:
     cmd_id: str
     version: str
     release: str  # link text of the release on trial (what `current` says)
@@ -49,85 +60,159 @@ class Trial:
     by: str | None = None
 
 
-def begin(releases: Path, trial: Trial) -> None:
-    write_atomic(releases / TRIAL, json.dumps(asdict(trial)).encode())
-
-
-def pending(releases: Path) -> Trial | None:
+def running_version() -> str:
+    """The installed distribution's version: what pip was asked for, not a constant in code."""
     try:
-        return Trial(**json.loads((releases / TRIAL).read_bytes()))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:  # e.g. a technician's `batigate run` that may not read the folder
-        log.error("cannot read %s: %s", releases / TRIAL, exc)
-        return None
-    except (ValueError, TypeError) as exc:
+        return metadata.version("batigate")
+    except metadata.PackageNotFoundError:
+        from agent import __version__  # noqa: PLC0415 - a source tree without metadata
+
+        return __version__
+
+
+class AgentRelease(Trial[Release]):
+    kind = "update.agent"
+    record_type = Release
+    op = "update.install"
+    committed = "update.succeeded"
+    rolled_back = "update.rolled_back"
+    start_reason = "not healthy in time (found at start)"
+    deadline_reason = "not healthy in time (no broker connection with birth)"
+    commit_on_connect = True  # the broker acknowledged this release's birth
+
+    def __init__(self, releases: Path) -> None:
+        super().__init__(releases / TRIAL, releases / OUTCOME)
+        self.releases = releases
+
+    def unreadable(self, exc: Exception) -> Release | None:
+        if isinstance(exc, OSError):  # e.g. a technician's `batigate run` that may not read it
+            log.error("cannot read %s: %s", self.record_path, exc)
+            return None
         # Unreadable: keep nothing half-understood, but never leave an unproven release in force.
-        log.error("unreadable %s (%s): going back to the previous release", releases / TRIAL, exc)
-        _restore_previous(releases)
-        (releases / TRIAL).unlink(missing_ok=True)
+        log.error("unreadable %s (%s): going back to the previous release", self.record_path, exc)
+        self.restore(None)
+        self.record_path.unlink(missing_ok=True)
         return None
 
+    def restore(self, record: Release | None) -> None:
+        """`current` back to what it was before the trial (or to `previous` when unknown)."""
+        releases = self.releases
+        text = record.previous if record is not None else (
+            os.readlink(releases / "previous") if (releases / "previous").is_symlink() else None)
+        if text is not None and (releases / text).is_dir():  # an absolute text ignores releases
+            update.set_link(releases / "current", text)
+        else:  # nothing to go back to but the built-in agent, which runs when `current` is absent
+            (releases / "current").unlink(missing_ok=True)
 
-def confirm(releases: Path, *, now: float) -> Trial | None:
-    """The release on trial is healthy: it stays. None when nothing was on trial."""
-    trial = pending(releases)
-    if trial is not None:
-        _record(releases, trial, "update.succeeded", None, now)
-        (releases / TRIAL).unlink()
-    return trial
+    def fields(self, record: Release) -> dict[str, Any]:
+        return {"version": record.version, "previous": record.previous}
 
+    def result(self, outcome: dict[str, Any], committed: bool) -> dict[str, Any]:
+        return {"version": outcome["version"], "previous": outcome["previous"]}
 
-def rollback(releases: Path, *, reason: str, now: float) -> Trial | None:
-    """`current` back to what it was before the trial; the agent must then restart."""
-    trial = pending(releases)
-    if trial is None:
-        return None
-    _restore_previous(releases, trial.previous)
-    _record(releases, trial, "update.rolled_back", reason, now)
-    (releases / TRIAL).unlink()
-    log.warning("update %s rolled back to %s: %s", trial.version, trial.previous, reason)
-    return trial
+    def start_line(self, record: Release) -> str:
+        return t("run.update_rolled_back", version=record.version, cmd=record.cmd_id,
+                 previous=record.previous)
 
+    def describe(self, record: Release) -> str:
+        return f"agent update {record.version}"
 
-def _restore_previous(releases: Path, text: str | None = None) -> None:
-    text = text if text is not None else (
-        os.readlink(releases / "previous") if (releases / "previous").is_symlink() else None)
-    if text is not None and (releases / text).is_dir():  # an absolute text ignores `releases`
-        set_link(releases / "current", text)
-    else:  # nothing to go back to but the built-in agent, which runs when `current` is absent
-        (releases / "current").unlink(missing_ok=True)
+    def stale(self, agent: AgentContext, record: Release) -> str | None:
+        # The switch never took effect (power cut mid-install, exec refused): this agent is not
+        # on trial, so it stays; only the links and the report are put right.
+        running = running_version()
+        return None if record.version == running else \
+            f"the agent started is {running}, not {record.version}"
 
-
-def _record(releases: Path, trial: Trial, kind: str, reason: str | None, now: float) -> None:
-    body: dict[str, Any] = {"type": kind, "cmd": trial.cmd_id, "version": trial.version,
-                            "previous": trial.previous, "ts": round(now, 3)}
-    if reason:
-        body["reason"] = reason
-    write_atomic(releases / OUTCOME, json.dumps(body).encode())
+    async def resume(self, agent: AgentContext, why: str) -> bool:
+        request_restart(agent, why)  # the built-in agent execs the restored release
+        return True
 
 
-def take_outcome(releases: Path) -> dict[str, Any] | None:
-    """The outcome not reported yet; the caller reports it, then calls `forget_outcome`."""
-    return read_note(releases / OUTCOME)
+# -- installing ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """What `update.install` hands an installer, once the command and the signature passed."""
+
+    cmd_id: str
+    by: str | None
+    url: str
+    sha256: str
+    size: int
+    version: str
 
 
-def forget_outcome(releases: Path) -> None:
-    (releases / OUTCOME).unlink(missing_ok=True)
+async def install_agent(settings: Any, req: Staging, clock: Callable[[], float]
+                        ) -> dict[str, Any]:
+    """Download, check, unpack and install the release beside the running one, begin its trial,
+    switch `current`; the caller restarts. UpdateError when nothing was switched."""
+    releases = settings.releases
+    releases.mkdir(parents=True, exist_ok=True)
+    update.prune(releases)
+    target = releases / req.version
+    if target.resolve() in {(releases / n).resolve() for n in ("current", "previous")}:
+        raise update.UpdateError(f"{req.version} is the current or previous release")
+    staging = releases / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "wheels").mkdir(parents=True)
+    try:
+        unpacked = update.unpack_limit(req.size)
+        # The bundle, its wheels (bounded by unpack_limit), the venv they become, and a spare.
+        needed = req.size + unpacked + 2 * req.size + SPARE
+        if shutil.disk_usage(releases).free < needed:
+            raise update.UpdateError(f"not enough free space in {releases} for "
+                                     f"{req.size} bytes ({needed} bytes are needed)")
+        bundle = staging / "bundle.tar.gz"
+        got = await update.fetch(req.url, bundle, size=req.size, within=settings.download_within)
+        if got != req.sha256:
+            raise update.UpdateError(f"sha256 mismatch: got {got}, the command says {req.sha256}")
+        wheels = await update.unpack(bundle, staging / "wheels", max_bytes=unpacked)
+        await update.install(staging / "wheels", target, req.version)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    previous = update.in_force(releases, Path(sys.prefix))
+    record = Release(cmd_id=req.cmd_id, version=req.version, release=req.version,
+                     previous=previous, deadline=clock() + settings.health_within, by=req.by)
+    # The trial note first: from here on, any crash or power cut ends in a rollback at most.
+    AgentRelease(releases).begin(record)
+    update.set_link(releases / "previous", previous)
+    update.set_link(releases / "current", update.link_text(releases, target))
+    log.warning("agent %s installed in %s (previous: %s); healthy before %.0f or rolled back",
+                req.version, target, previous, record.deadline)
+    return {"version": req.version, "previous": previous, "wheels": len(wheels),
+            "healthy_before": round(record.deadline, 3), "restart": True}
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateKind:
+    """One kind of update: how it installs (None: declared, not implemented yet) and its trial."""
+
+    name: str
+    summary: str  # for the command's description and its refusal
+    install: Callable[[Any, Staging, Callable[[], float]], Awaitable[dict[str, Any]]] | None
+    trial: Callable[[Any], Trial[Any]] | None  # from the config's `update:` section
+
+
+KINDS: dict[str, UpdateKind] = {k.name: k for k in (
+    UpdateKind("agent", "a new venv, A/B by symlink", install_agent,
+               lambda settings: AgentRelease(settings.releases)),
+    UpdateKind("rootfs", "whole-slot update", None, None),
+)}
+
+
+def trials(settings: Any) -> list[Trial[Any]]:
+    """The trial of each kind that has one, for the watcher and the start check."""
+    return [kind.trial(settings) for kind in KINDS.values() if kind.trial is not None]
+
+
+def check_at_start(settings: Any, *, now: float) -> list[str]:
+    """Roll back every update whose deadline has passed: the new release crashed, hung or never
+    reached the broker in time. The lines for the log."""
+    return [line for trial in trials(settings) if (line := trial.check_at_start(now=now))]
 
 
 # -- at start, in the built-in agent ----------------------------------------------------------
-
-def check_at_start(releases: Path, *, now: float) -> str | None:
-    """Roll back a trial whose deadline has passed: the new release crashed, hung or never
-    reached the broker in time. Returns a line for the log when it acted."""
-    trial = pending(releases)
-    if trial is None or now < trial.deadline:
-        return None
-    rollback(releases, reason="not healthy in time (found at start)", now=now)
-    return t("run.update_rolled_back", version=trial.version, cmd=trial.cmd_id,
-             previous=trial.previous)
-
 
 def enter_current(releases: Path, argv: list[str]) -> str | None:
     """Exec `<releases>/current/bin/batigate argv` unless this agent is that release; returns

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from agent.runtime.pipeline import Pipeline
     from agent.runtime.poller import DevicePoller
     from agent.config.reconfigure import Plan
+    from agent.lifecycle.trial import Trial
     from agent.uplink.session import Uplink
     from agent.runtime.watcher import DeviceWatcher
 
@@ -29,6 +30,16 @@ class CommandAuth(Protocol):
     take an AgentContext: naming the handler here would close a loop)."""
 
     auth: str  # signed | signed-writes | unsigned-readonly | unsigned-allow
+
+
+class Trials(Protocol):
+    """The trials of changes on probation (agent/lifecycle/trial_watch.py): what commands begin,
+    prove or undo. `kind` is `config`, `cert`, or `update.<kind>` (agent/lifecycle/update_trial.py)."""
+
+    def trial(self, kind: str) -> Trial[Any]: ...  # the machine, for its record
+    def watch(self, kind: str) -> None: ...  # begun in this running agent: watch its deadline
+    async def commit(self, kind: str) -> Any: ...  # proven by a command: stays, reported
+    async def rollback(self, kind: str, reason: str) -> Any: ...  # undone, reported
 
 
 @runtime_checkable
@@ -43,6 +54,7 @@ class AgentContext(Protocol):
     engine: Any  # rules.engine.RuleEngine, or None without rules (rules/ is optional)
     uplink: Uplink  # rebirth, direct publishes, connection figures
     commands: CommandAuth  # its auth mode, for `status`
+    trials: Trials  # config applies, updates, certificates on probation
     group: asyncio.TaskGroup | None  # the supervisor's, for work that outlives a command
     restart_requested: asyncio.Event  # set: the supervisor stops cleanly and is restarted
     control_stats: ControlStats  # the control socket's bounds, counted for health

@@ -32,6 +32,7 @@ from agent.billing import Billing
 from agent.sdk.clock import Clock, SystemClock
 from agent.commands import CommandHandler
 from agent.config.loader import Config
+from agent.lifecycle.trial_watch import TrialWatch
 from agent.sdk.driver import Driver
 from agent.runtime.field import Field
 from agent.store.outbox import Outbox
@@ -85,6 +86,9 @@ class Agent:
         self.control_stats = ControlStats()
         self.health_failures = 0  # health reports that could not be made (e.g. no descriptor)
         self.commands = CommandHandler(self, clock=clock)
+        # Config applies, updates, certificates on probation; their outcomes settle through the
+        # handler (evt + the command's final answer). The `trials` task below watches them.
+        self.trials = TrialWatch(self, settle=self.commands.settle)
         self.uplink = Uplink(config, self.outbox, session=self.session, birth=self.birth,
                              clock=clock.time, commands=self.commands)
         self.uplink.wire = Wire(self)  # mqtt.profiles besides native
@@ -276,6 +280,7 @@ async def serve(config: Config, *, shutdown_trigger: Callable[[], Awaitable[obje
                                                       agent.clock_jumped), name="clock")
                 tg.create_task(agent.publish_health(), name="health")
                 tg.create_task(agent.commands.run(), name="commands")
+                tg.create_task(agent.trials.run(), name="trials")
                 tg.create_task(control.serve(agent), name="control")
                 if config.local.listen:
                     from agent.local import server as local  # noqa: PLC0415 - only when on

@@ -7,7 +7,8 @@
                           restarts on it. Any failure leaves the running identity untouched.
                           The restarted agent must reach the broker with it within
                           TRIAL_WITHIN, or the previous pair comes back by itself
-                          (`cert_trial`, `watch`); the answer's final form follows on cmd/res.
+                          (agent/lifecycle/cert_trial.py, watched by trial_watch.py); the
+                          answer's final form follows on cmd/res.
     backend ──cert.rollback──► the *.prev pair comes back, and the agent restarts.
 
 The key never appears in an answer or a log: only the CSR (public) and fingerprints do.
@@ -16,7 +17,6 @@ Listed in agent/commands/catalog.py.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 from pathlib import Path
@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import Field
 
 from agent.commands.models import Code, NoArgs, Outcome, Problem, Status, _Args, ok
-from agent.commands.registry import Call, Handler, op
-from agent.commands.targets import request_restart
-from agent.lifecycle import cert_trial
+from agent.commands.registry import Call, op
+from agent.lifecycle.cert_trial import TRIAL_WITHIN, CertTrial, Installed
+from agent.runtime.restart import request_restart
 from provisioning import certs, keys
 from provisioning.probe import client_context, probe
 
@@ -81,10 +81,10 @@ async def cert_install(call: Call, args: InstallArgs) -> Outcome:
     except OSError as exc:
         raise Problem(Code.FAILED, f"install failed, previous certificate kept: "
                       f"{exc.strerror or exc}") from None
-    # On probation from here on: the restarted agent must reach the broker with it (`watch`).
-    trial = cert_trial.Trial(cmd_id=call.cmd_id, serial=f"{leaf.serial_number:x}",
-                             deadline=call.now + cert_trial.TRIAL_WITHIN, by=call.by)
-    cert_trial.begin(cert_path, trial)
+    # On trial from here on: the restarted agent must reach the broker with it (trial_watch).
+    trial = Installed(cmd_id=call.cmd_id, serial=f"{leaf.serial_number:x}",
+                      deadline=call.now + TRIAL_WITHIN, by=call.by)
+    CertTrial(cert_path, key_path).begin(trial)
     request_restart(agent, f"new client certificate {trial.serial} by {call.cmd_id}")
     return Outcome(Status.IN_PROGRESS, Code.ACCEPTED,
                    {**certs.describe(leaf), "restart": True,
@@ -114,54 +114,9 @@ async def cert_rollback(call: Call, args: NoArgs) -> Outcome:
     """Put the previous certificate and key back and restart. Answers `in_progress`."""
     cert_path, key_path, _ = _paths(call.agent)
     reason = f"cert.rollback command {call.cmd_id}"
-    if cert_trial.rollback(cert_path, key_path, reason=reason, now=call.now) is not None:
-        # The install on trial ends here: its final answer, now.
-        if (final := _report(call.handler)) is not None and call.agent.uplink.connected.is_set():
-            await call.agent.uplink.publish_direct("cmd/res", final, qos=1)
-    elif not certs.rollback(cert_path, key_path):
+    # An install on trial ends here (its final answer goes out now); else the *.prev pair.
+    if await call.agent.trials.rollback(CertTrial.kind, reason) is None and \
+            not certs.rollback(cert_path, key_path):
         raise Problem(Code.CONFLICT, "there is no previous certificate to go back to")
     request_restart(call.agent, f"client certificate rolled back by {call.cmd_id}")
     return Outcome(Status.IN_PROGRESS, Code.ACCEPTED, {"restart": True})
-
-
-# -- the running agent's side of a certificate on trial ----------------------------------------
-
-async def watch(handler: Handler) -> None:
-    """Supervisor task: report how the last rotation ended; confirm the certificate on trial once
-    the broker took this agent's session, or put the previous pair back at the deadline."""
-    agent = handler.agent
-    tls = agent.config.mqtt.tls
-    if tls is None or tls.cert is None or tls.key is None:
-        return
-    cert_path, key_path = Path(tls.cert), Path(tls.key)
-    async with asyncio.TaskGroup() as tg:
-        if (final := _report(handler)) is not None:
-            tg.create_task(handler.publish_when_connected(final))
-        trial = cert_trial.pending(cert_path)
-        if trial is None:
-            return
-        try:
-            async with asyncio.timeout(max(0.0, trial.deadline - handler.clock.time())):
-                await agent.uplink.connected.wait()
-        except TimeoutError:
-            cert_trial.rollback(cert_path, key_path, now=handler.clock.time(),
-                                reason="no broker connection with the new certificate in time")
-            request_restart(agent, f"client certificate {trial.serial} rolled back")
-            return  # the previous pair reports it once connected
-        cert_trial.confirm(cert_path, now=handler.clock.time())
-        if (final := _report(handler)) is not None:
-            await agent.uplink.publish_direct("cmd/res", final, qos=1)
-
-
-def _report(handler: Handler) -> dict[str, Any] | None:
-    """The outcome file becomes a durable `evt` and the final cached answer of cert.install."""
-    tls = handler.agent.config.mqtt.tls
-    cert_path = Path(tls.cert)
-    outcome = cert_trial.take_outcome(cert_path)
-    if outcome is None:
-        return None
-    final = handler.settle(outcome, op="cert.install",
-                           succeeded=outcome["type"] == "cert.confirmed",
-                           result={"serial": outcome["serial"]})
-    cert_trial.forget_outcome(cert_path)
-    return final

@@ -7,7 +7,7 @@ import logging
 from agent.commands.models import (AuditArgs, Code, LogGetArgs, LogLevelArgs, NoArgs, Outcome,
                                    Status, ok)
 from agent.commands.registry import Call, op
-from agent.commands.targets import RESTART_DELAY, request_restart
+from agent.runtime.restart import RESTART_DELAY, request_restart
 from agent.runtime import health, logbuffer
 
 
