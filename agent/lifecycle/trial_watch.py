@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent.lifecycle import cert_trial, update_trial
@@ -41,14 +42,16 @@ def trials_of(config: Any) -> dict[str, Trial[Any]]:
 
 
 class TrialWatch:
-    def __init__(self, agent: AgentContext, *, settle: Settle) -> None:
+    def __init__(self, agent: AgentContext, *, settle: Settle,
+                 kinds: Callable[[Any], dict[str, Trial[Any]]] = trials_of) -> None:
         self.agent = agent
         self._settle = settle  # CommandHandler.settle: evt + the command's final cached answer
+        self._kinds = kinds  # the trials of a config (a test hands its own policy)
         self._ended: dict[str, asyncio.Event] = {}  # per kind: a command ended the trial
 
     def trial(self, kind: str) -> Trial[Any]:
         """The machine of `kind` for the running config (KeyError when it has none)."""
-        return trials_of(self.agent.config)[kind]
+        return self._kinds(self.agent.config)[kind]
 
     def watch(self, kind: str) -> None:
         """A trial of `kind` was just begun in this running agent: wait for its proof or its
@@ -92,7 +95,7 @@ class TrialWatch:
     async def run(self) -> None:
         """Report how earlier trials ended and take up the ones still on; ends when they do."""
         async with asyncio.TaskGroup() as tg:
-            for trial in trials_of(self.agent.config).values():
+            for trial in self._kinds(self.agent.config).values():
                 tg.create_task(self._take_up(trial, tg), name=f"trial-{trial.kind}")
 
     async def _take_up(self, trial: Trial[Any], tg: asyncio.TaskGroup) -> None:

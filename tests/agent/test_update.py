@@ -243,10 +243,10 @@ async def test_install_makes_a_venv_from_the_bundle_and_refuses_a_version_mismat
 
 # -- links, trial, rollback at start ------------------------------------------------------------
 
-def trial(releases: Path, deadline: float, previous: str = "1.0") -> update_trial.Trial:
-    record = update_trial.Trial(cmd_id="c-1", version="2.0", release="2.0", previous=previous,
-                                deadline=deadline, by="ops")
-    update_trial.begin(releases, record)
+def trial(releases: Path, deadline: float, previous: str = "1.0") -> update_trial.Release:
+    record = update_trial.Release(cmd_id="c-1", version="2.0", release="2.0", previous=previous,
+                                  deadline=deadline, by="ops")
+    update_trial.AgentRelease(releases).begin(record)
     update.set_link(releases / "previous", previous)
     update.set_link(releases / "current", "2.0")
     return record
@@ -258,23 +258,23 @@ def test_a_trial_past_its_deadline_is_rolled_back_at_start(tmp_path: Path) -> No
     fake_release(releases, "2.0")
     now = time.time()
     trial(releases, now + 60)
-    assert update_trial.check_at_start(releases, now=now) is None  # still in time
+    assert update_trial.AgentRelease(releases).check_at_start(now=now) is None  # still in time
     assert os.readlink(releases / "current") == "2.0"
-    line = update_trial.check_at_start(releases, now=now + 61)
+    line = update_trial.AgentRelease(releases).check_at_start(now=now + 61)
     assert line is not None and "2.0" in line and "back to 1.0" in line
     assert os.readlink(releases / "current") == "1.0"
-    assert update_trial.pending(releases) is None
-    outcome = update_trial.take_outcome(releases)
+    assert update_trial.AgentRelease(releases).pending() is None
+    outcome = update_trial.AgentRelease(releases).take_outcome()
     assert outcome is not None and outcome["type"] == "update.rolled_back"
     assert outcome["cmd"] == "c-1" and "not healthy in time" in outcome["reason"]
-    assert update_trial.check_at_start(releases, now=now + 62) is None  # once
+    assert update_trial.AgentRelease(releases).check_at_start(now=now + 62) is None  # once
 
 
 def test_rollback_to_a_missing_previous_leaves_the_built_in_agent(tmp_path: Path) -> None:
     releases = tmp_path / "releases"
     fake_release(releases, "2.0")
     trial(releases, 0, previous=str(tmp_path / "no-such-venv"))
-    assert update_trial.check_at_start(releases, now=time.time()) is not None
+    assert update_trial.AgentRelease(releases).check_at_start(now=time.time()) is not None
     assert not (releases / "current").exists() and not (releases / "current").is_symlink()
 
 
@@ -284,7 +284,7 @@ def test_an_unreadable_trial_note_goes_back_to_the_previous_release(tmp_path: Pa
     fake_release(releases, "2.0")
     trial(releases, time.time() + 600)
     (releases / update_trial.TRIAL).write_text("{half a note")
-    assert update_trial.pending(releases) is None
+    assert update_trial.AgentRelease(releases).pending() is None
     assert os.readlink(releases / "current") == "1.0"
 
 

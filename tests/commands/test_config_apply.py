@@ -4,6 +4,7 @@ automatic rollback unless confirmed, outcome reported (evt + the apply's cached 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -14,7 +15,8 @@ import yaml
 from agent.config import loader as config_mod
 from agent.runtime import supervisor
 from agent.sdk.clock import SystemClock
-from agent.commands import CommandHandler, confirm
+from agent.commands import CommandHandler
+from agent.lifecycle.config_trial import ConfigTrial, digest
 from tests.commands.conftest import config_doc, request
 
 
@@ -74,7 +76,7 @@ async def test_apply_writes_atomically_keeps_the_previous_and_asks_for_a_restart
     assert (answer["status"], answer["code"]) == ("in_progress", 202), answer
     assert config_path.read_text() == text
     assert (tmp_path / "gateway.yaml.prev").read_text() == before
-    pending = confirm.pending(config_path)
+    pending = ConfigTrial(config_path).pending()
     assert pending is not None and pending.cmd_id == body["id"]
     assert pending.digest == answer["result"]["digest"] == config_mod.load(config_path).digest
     assert not list(tmp_path.glob("*.tmp"))
@@ -94,14 +96,14 @@ async def test_a_confirmed_config_stays_and_the_apply_answer_becomes_succeeded(
     agent.outbox.close()
     restarted = supervisor.Agent(config_mod.load(config_path), SystemClock())
     try:
-        after = CommandHandler(restarted)
-        probation = asyncio.ensure_future(after.run())
+        after = restarted.commands  # the handler the running agent wires
+        probation = asyncio.ensure_future(restarted.trials.run())
         await asyncio.sleep(0.05)
         assert not probation.done()
         answer = await send(after, request("config.confirm", by="ops"))
         assert answer["status"] == "succeeded", answer
         await asyncio.wait_for(probation, 2)
-        assert confirm.pending(config_path) is None
+        assert ConfigTrial(config_path).pending() is None
         assert config_path.read_text() == new_text(tmp_path)
         assert evt(restarted, "config.confirmed")[0]["cmd"] == apply["id"]
         final = await send(after, apply)
@@ -114,47 +116,59 @@ async def test_a_confirmed_config_stays_and_the_apply_answer_becomes_succeeded(
 async def test_without_confirmation_the_previous_config_comes_back_by_itself(
         config_path: Path, tmp_path: Path) -> None:
     before = config_path.read_text()
-    agent = supervisor.Agent(config_mod.load(config_path), SystemClock())
     # The apply happened "29.6 s ago" with 30 s to confirm: the restarted agent has 0.4 s.
-    handler = CommandHandler(agent, clock=ShiftedClock(-29.6))
+    agent = supervisor.Agent(config_mod.load(config_path), ShiftedClock(-29.6))
     apply = request("config.apply", {"config": new_text(tmp_path), "confirm_within": 30})
-    assert (await send(handler, apply))["status"] == "in_progress"
+    assert (await send(agent.commands, apply))["status"] == "in_progress"
     agent.outbox.close()
     restarted = supervisor.Agent(config_mod.load(config_path), SystemClock())
     try:
-        after = CommandHandler(restarted)
-        await asyncio.wait_for(after.run(), 3)
+        await asyncio.wait_for(restarted.trials.run(), 3)
         assert config_path.read_text() == before
         assert (tmp_path / "gateway.yaml.rejected").read_text() == new_text(tmp_path)
-        assert confirm.pending(config_path) is None
-        rolled = evt(restarted, "config.rolled_back")
-        assert rolled and rolled[0]["cmd"] == apply["id"] and "in time" in rolled[0]["reason"]
+        assert ConfigTrial(config_path).pending() is None
         await asyncio.wait_for(restarted.restart_requested.wait(), 3)
-        final = await send(after, apply)
-        assert (final["status"], final["code"]) == ("failed", 500) and final["replayed"]
+        # No broker, and a restart runs the restored file: that start reports the outcome.
+        assert evt(restarted, "config.rolled_back") == []
     finally:
         restarted.outbox.close()
+    again = supervisor.Agent(config_mod.load(config_path), SystemClock())
+    watcher = asyncio.ensure_future(again.trials.run())  # its cmd/res waits for a broker
+    try:
+        for _ in range(100):
+            if rolled := evt(again, "config.rolled_back"):
+                break
+            await asyncio.sleep(0.02)
+        assert len(rolled) == 1 and rolled[0]["cmd"] == apply["id"]
+        assert "in time" in rolled[0]["reason"]
+        final = await send(again.commands, apply)
+        assert (final["status"], final["code"]) == ("failed", 500) and final["replayed"]
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        again.outbox.close()
 
 
 def test_a_config_that_crashes_the_agent_is_rolled_back_at_the_next_start(
         config_path: Path, tmp_path: Path) -> None:
     before = config_path.read_text()
-    confirm.stage(config_path, new_text(tmp_path), confirm_within=30, now=time.time() - 60,
-                  cmd_id="c1", by=None)
-    assert confirm.check_at_start(config_path, now=time.time() - 45) is None  # still in time
-    line = confirm.check_at_start(config_path, now=time.time())
+    trial = ConfigTrial(config_path)
+    trial.stage(new_text(tmp_path), confirm_within=30, now=time.time() - 60, cmd_id="c1", by=None)
+    assert trial.check_at_start(now=time.time() - 45) is None  # still in time
+    line = trial.check_at_start(now=time.time())
     assert line is not None and "c1" in line
     assert config_path.read_text() == before
-    assert confirm.take_outcome(config_path)["type"] == "config.rolled_back"  # type: ignore[index]
+    assert trial.take_outcome()["type"] == "config.rolled_back"  # type: ignore[index]
 
 
 def test_power_lost_while_staging_leaves_the_old_file_in_force(config_path: Path) -> None:
     before = config_path.read_text()
     (config_path.parent / "gateway.yaml.prev").write_text("an older config\n")
-    pending = {"cmd_id": "c2", "digest": "0" * 16, "prev_digest": confirm.digest(before),
+    pending = {"cmd_id": "c2", "digest": "0" * 16, "prev_digest": digest(before),
                "deadline": 0.0, "by": None}
     (config_path.parent / "gateway.yaml.pending").write_text(json.dumps(pending))
-    confirm.check_at_start(config_path, now=time.time())
+    ConfigTrial(config_path).check_at_start(now=time.time())
     assert config_path.read_text() == before  # not the older .prev
 
 

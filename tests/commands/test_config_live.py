@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from agent.runtime import supervisor
-from agent.commands import confirm
-from agent.commands.ops.config import bring_to
+from agent.lifecycle.config_trial import ConfigTrial, bring_to
 from agent.sim.modbus_building import ModbusBuilding
 from tests.broker import Mosquitto
 from tests.commands.conftest import request
@@ -156,10 +155,10 @@ async def test_an_unconfirmed_live_apply_comes_back_live(
             running_agent(load(path)) as agent:
         old_digest = agent.config.digest
         new_text = edited(text, lambda d: d["devices"].pop(1))
-        staged = confirm.stage(path, new_text, confirm_within=1.0, now=agent.clock.time(),
-                               cmd_id="cmd-short", by="test")
+        ConfigTrial(path).stage(new_text, confirm_within=1.0, now=agent.clock.time(),
+                                cmd_id="cmd-short", by="test")
         applied = await bring_to(agent, load(path), "test")
-        agent.commands.begin_probation(staged)
+        agent.trials.watch("config")
         assert applied["restart"] is False and "vmc-b" not in agent.pollers
         await observer.wait_for(lambda ms: any(  # the removed device's retained state says so
             m.topic == f"{ROOT}/dev/vmc-b/state" and m.body["state"] == "disabled" for m in ms))

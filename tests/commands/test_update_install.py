@@ -20,7 +20,6 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import agent.commands.ops.update as update_ops
 from agent.config import loader as config_mod
 from agent.commands import signing
 from agent.runtime import supervisor
@@ -90,7 +89,7 @@ class Gateway:
         """Nothing switched, nothing left behind, no restart."""
         assert os.readlink(self.releases / "current") == current
         assert sorted(p.name for p in self.releases.iterdir()) == [current, "current"]
-        assert update_trial.pending(self.releases) is None
+        assert update_trial.AgentRelease(self.releases).pending() is None
         assert not self.agent.restart_requested.is_set()
 
     def evt(self, kind: str) -> list[dict[str, Any]]:
@@ -176,8 +175,8 @@ async def test_a_good_bundle_is_installed_switched_with_previous_kept_and_restar
         release_key: Ed25519PrivateKey) -> None:
     config = make_config(tmp_path, private_key, release_key)
     with gateway(config) as gw:
-        same = install_args(files, bundle(update_ops.running_version()), release_key,
-                            version=update_ops.running_version())
+        same = install_args(files, bundle(update_trial.running_version()), release_key,
+                            version=update_trial.running_version())
         answer = await send(gw.handler, signed(private_key, same))
         assert answer["status"] == "succeeded" and answer["result"]["changed"] is False
         body = signed(private_key, install_args(files, bundle("9.9.9"), release_key))
@@ -189,7 +188,7 @@ async def test_a_good_bundle_is_installed_switched_with_previous_kept_and_restar
         assert os.readlink(gw.releases / "previous") == "1.0"
         assert sorted(p.name for p in gw.releases.iterdir()) == [
             "1.0", "9.9.9", "current", "previous", "trial.json"]  # no staging left
-        trial = update_trial.pending(gw.releases)
+        trial = update_trial.AgentRelease(gw.releases).pending()
         assert trial is not None and (trial.cmd_id, trial.version) == (body["id"], "9.9.9")
         assert before + 30 <= trial.deadline <= time.time() + 30
         await asyncio.wait_for(gw.agent.restart_requested.wait(), 3)
@@ -232,12 +231,12 @@ async def test_over_mqtt_a_release_build_bundle_confirms_itself_and_the_answer_b
             await asyncio.wait_for(agent.restart_requested.wait(), 3)
         # The agent restarted on 9.9.9: played here by this process, whose installed version is
         # the one fact faked. Its command handler's own health gate confirms the release.
-        monkeypatch.setattr(update_ops, "running_version", lambda: "9.9.9")
+        monkeypatch.setattr(update_trial, "running_version", lambda: "9.9.9")
         async with agent_with_commands(config) as (agent, _), backend(broker.port) as peer:
             await observer.wait_for(lambda ms: any(
                 m.topic.endswith("/cmd/res") and m.body.get("id") == body["id"]
                 and m.body["status"] == "succeeded" for m in ms))
-            assert update_trial.pending(config.update.releases) is None
+            assert update_trial.AgentRelease(config.update.releases).pending() is None
             assert not agent.restart_requested.is_set()
             await peer.send(json.dumps(body).encode())  # the backend asks again: cached answer
             (_, replay, _), = await peer.wait_for(body["id"])
@@ -250,20 +249,21 @@ async def test_over_mqtt_a_release_build_bundle_confirms_itself_and_the_answer_b
 
 
 async def test_a_release_that_never_reaches_the_broker_is_rolled_back_and_reported_later(
-        tmp_path: Path, private_key: Ed25519PrivateKey) -> None:
+        tmp_path: Path, private_key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
     server = Mosquitto(tmp_path)  # not started yet: the broker is down during the trial
     path = make_config(tmp_path, private_key, None, broker_port=server.port)
     with gateway(path) as gw:
         fake_release(gw.releases, "2.0")
-        update_trial.begin(gw.releases, update_trial.Trial(
+        update_trial.AgentRelease(gw.releases).begin(update_trial.Release(
             cmd_id="up-1", version="2.0", release="2.0", previous="1.0",
             deadline=time.time() + 0.5))
         update.set_link(gw.releases / "current", "2.0")
-        await asyncio.wait_for(update_ops.watch(gw.handler, running="2.0"), 5)
+        monkeypatch.setattr(update_trial, "running_version", lambda: "2.0")
+        await asyncio.wait_for(gw.agent.trials.run(), 5)
         assert os.readlink(gw.releases / "current") == "1.0"
-        assert update_trial.pending(gw.releases) is None
+        assert update_trial.AgentRelease(gw.releases).pending() is None
         await asyncio.wait_for(gw.agent.restart_requested.wait(), 3)
-        assert update_trial.take_outcome(gw.releases) is not None  # kept for the next agent
+        assert update_trial.AgentRelease(gw.releases).take_outcome() is not None  # kept for the next agent
     server.start()
     try:
         config = config_mod.load(path)
@@ -275,21 +275,22 @@ async def test_a_release_that_never_reaches_the_broker_is_rolled_back_and_report
             assert (final["status"], final["code"]) == ("failed", 500), final
             assert "rolled back: not healthy in time" in final["error"]
             assert final["result"] == {"version": "2.0", "previous": "1.0"}
-            assert update_trial.take_outcome(config.update.releases) is None
+            assert update_trial.AgentRelease(config.update.releases).take_outcome() is None
     finally:
         server.stop()
 
 
 async def test_an_agent_that_is_not_the_release_on_trial_puts_the_links_back_and_stays(
-        tmp_path: Path, private_key: Ed25519PrivateKey) -> None:
+        tmp_path: Path, private_key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
     with gateway(make_config(tmp_path, private_key, None)) as gw:
-        update_trial.begin(gw.releases, update_trial.Trial(
+        update_trial.AgentRelease(gw.releases).begin(update_trial.Release(
             cmd_id="up-2", version="2.0", release="2.0", previous="1.0",
             deadline=time.time() + 600))
-        watcher = asyncio.ensure_future(update_ops.watch(gw.handler, running="1.0"))
+        monkeypatch.setattr(update_trial, "running_version", lambda: "1.0")
+        watcher = asyncio.ensure_future(gw.agent.trials.run())
         try:
             for _ in range(100):
-                if update_trial.pending(gw.releases) is None:
+                if update_trial.AgentRelease(gw.releases).pending() is None:
                     break
                 await asyncio.sleep(0.02)
             assert os.readlink(gw.releases / "current") == "1.0"

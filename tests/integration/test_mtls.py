@@ -279,8 +279,8 @@ async def test_a_rotated_certificate_that_cannot_connect_is_rolled_back_by_itsel
     new_key = labca.keys.generate(pending)
     refused = pki.foreign.sign_csr(labca.keys.csr_pem(labca.keys.csr(new_key, "gw-t")))
     certs.install([refused], cert, key, new_key=True)
-    cert_trial.begin(cert, cert_trial.Trial(cmd_id="rot-1", serial=f"{refused.serial_number:x}",
-                                            deadline=time.time() + 2))
+    cert_trial.CertTrial(cert, key).begin(cert_trial.Installed(
+        cmd_id="rot-1", serial=f"{refused.serial_number:x}", deadline=time.time() + 2))
     backend_cert, backend_key = pki.client(BACKEND)
     seen: list[tuple[str, Any]] = []
     root = f"{NAMESPACE}/{SITE}/gw-t"
@@ -317,14 +317,15 @@ def test_a_trial_past_its_deadline_is_rolled_back_at_start(tmp_path: Path, pki: 
     other = pki.foreign.sign_csr(labca.keys.csr_pem(labca.keys.csr(
         labca.keys.load(certs.pending_key_path(key)), "gw-s")))
     certs.install([other], cert, key, new_key=True)
-    cert_trial.begin(cert, cert_trial.Trial(cmd_id="rot-2", serial="1", deadline=time.time() - 1))
-    line = cert_trial.check_at_start(cert, key, now=time.time())
+    trial = cert_trial.CertTrial(cert, key)
+    trial.begin(cert_trial.Installed(cmd_id="rot-2", serial="1", deadline=time.time() - 1))
+    line = trial.check_at_start(now=time.time())
     assert line is not None and "rot-2" in line
     assert (cert.read_bytes(), key.read_bytes()) == (good_cert, good_key)
-    assert cert_trial.pending(cert) is None
-    outcome = cert_trial.take_outcome(cert)
+    assert trial.pending() is None
+    outcome = trial.take_outcome()
     assert outcome is not None and outcome["type"] == "cert.rolled_back"
-    assert cert_trial.check_at_start(cert, key, now=time.time()) is None  # once
+    assert trial.check_at_start(now=time.time()) is None  # once
 
 
 async def test_an_expiring_certificate_raises_an_event(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import agent.commands.ops.update as update_ops
 from agent.config import loader as config_mod
 from agent.lifecycle import release
 from agent.runtime import supervisor
@@ -89,7 +88,7 @@ async def test_staged_update_of_a_release_build_bundle_through_a_real_agent(
         await asyncio.wait_for(agent.restart_requested.wait(), 90)  # installed, switched
     # The agent restarted on 9.9.9: played here by this process, whose installed version (and
     # the version its birth announces) is the one fact faked.
-    monkeypatch.setattr(update_ops, "running_version", lambda: "9.9.9")
+    monkeypatch.setattr(update_trial, "running_version", lambda: "9.9.9")
     monkeypatch.setattr(supervisor, "__version__", "9.9.9")
     async with agent_with_commands(config):
         out, err = await asyncio.wait_for(proc.communicate(), 90)
@@ -99,5 +98,5 @@ async def test_staged_update_of_a_release_build_bundle_through_a_real_agent(
     [result] = report["results"]
     assert result["status"] == "succeeded" and result["answers"] == 2, result  # in_progress first
     assert report["canary_health"] == []
-    assert update_trial.pending(config.update.releases) is None
+    assert update_trial.AgentRelease(config.update.releases).pending() is None
     assert files.requests == ["/b.tgz"]
