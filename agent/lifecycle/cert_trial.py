@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.i18n import t
-from agent.lifecycle.trial import Trial
+from agent.lifecycle.trial import Trial, Words
 from agent.runtime.restart import request_restart
 from provisioning import certs
 
@@ -53,11 +53,9 @@ def _side(cert_path: Path, suffix: str) -> Path:
 class CertTrial(Trial[Installed]):
     kind = "cert"
     record_type = Installed
-    op = "cert.install"
-    committed = "cert.confirmed"
-    rolled_back = "cert.rolled_back"
-    start_reason = "no broker connection in time (found at start)"
-    deadline_reason = "no broker connection with the new certificate in time"
+    words = Words("cert.install", "cert.confirmed", "cert.rolled_back",
+                  start_reason="no broker connection in time (found at start)",
+                  deadline_reason="no broker connection with the new certificate in time")
     commit_on_connect = True
 
     def __init__(self, cert_path: Path, key_path: Path) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agent.config import loader as config_mod
 from agent.config import reconfigure
 from agent.i18n import t
-from agent.lifecycle.trial import Trial
+from agent.lifecycle.trial import Trial, Words
 from agent.runtime.restart import request_restart
 from agent.sdk.durable import write_atomic
 
@@ -60,11 +60,9 @@ def _digest_of(path: Path) -> str:
 class ConfigTrial(Trial[Pending]):
     kind = "config"
     record_type = Pending
-    op = "config.apply"
-    committed = "config.confirmed"
-    rolled_back = "config.rolled_back"
-    start_reason = "not confirmed in time (found at start)"
-    deadline_reason = "not confirmed in time"
+    words = Words("config.apply", "config.confirmed", "config.rolled_back",
+                  start_reason="not confirmed in time (found at start)",
+                  deadline_reason="not confirmed in time")
     stale_restarts = True
     restores_without_trial = True  # `config.rollback` goes back to `.prev` with nothing pending
 

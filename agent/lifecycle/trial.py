@@ -27,7 +27,7 @@ import enum
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -49,6 +49,18 @@ R = TypeVar("R", bound=Record)
 Settle = Callable[..., dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Words:
+    """What a policy's outcomes are called on the wire (DESIGN §3: stable), and why it rolls back
+    by itself."""
+
+    op: str  # the command whose final answer the outcome becomes
+    committed: str  # outcome type when the change stays, e.g. "config.confirmed"
+    rolled_back: str  # outcome type when it was undone
+    start_reason: str  # why `check_at_start` rolls back
+    deadline_reason: str  # why the watcher rolls back at the deadline
+
+
 class State(enum.Enum):
     IDLE = "idle"  # nothing on trial
     ON_TRIAL = "on_trial"  # a record, its deadline ahead
@@ -60,11 +72,7 @@ class Trial(Generic[R]):
 
     kind: ClassVar[str]  # the name the watcher and the Trials protocol know it by
     record_type: ClassVar[type]
-    op: ClassVar[str]  # the command whose final answer the outcome becomes
-    committed: ClassVar[str]  # outcome type when the change stays, e.g. "config.confirmed"
-    rolled_back: ClassVar[str]  # outcome type when it was undone
-    start_reason: ClassVar[str]  # why `check_at_start` rolls back
-    deadline_reason: ClassVar[str]  # why the watcher rolls back at the deadline
+    words: ClassVar[Words]
     commit_on_connect: ClassVar[bool] = False  # proven by a broker session (else by a command)
     stale_restarts: ClassVar[bool] = False  # a stale trial rolled back needs a fresh start
     restores_without_trial: ClassVar[bool] = False  # `rollback` restores even with no record
@@ -138,7 +146,7 @@ class Trial(Generic[R]):
         """The change proved itself: it stays. None when nothing was on trial."""
         record = self.pending()
         if record is not None:
-            self._record_outcome(record, self.committed, None, now)
+            self._record_outcome(record, self.words.committed, None, now)
             self.record_path.unlink(missing_ok=True)
         return record
 
@@ -150,7 +158,7 @@ class Trial(Generic[R]):
             return None
         self.restore(record)
         if record is not None:
-            self._record_outcome(record, self.rolled_back, reason, now)
+            self._record_outcome(record, self.words.rolled_back, reason, now)
             self.record_path.unlink(missing_ok=True)
             log.warning("%s rolled back: %s", self.describe(record), reason)
         return record
@@ -161,7 +169,7 @@ class Trial(Generic[R]):
         record = self.pending()
         if record is None or now < record.deadline:
             return None
-        self.rollback(reason=self.start_reason, now=now)
+        self.rollback(reason=self.words.start_reason, now=now)
         return self.start_line(record)
 
     def _record_outcome(self, record: R, kind: str, reason: str | None, now: float) -> None:
@@ -184,8 +192,8 @@ class Trial(Generic[R]):
         outcome = self.take_outcome()
         if outcome is None:
             return None
-        committed = outcome.get("type") == self.committed
-        final = settle(outcome, op=self.op, succeeded=committed,
+        committed = outcome.get("type") == self.words.committed
+        final = settle(outcome, op=self.words.op, succeeded=committed,
                        result=self.result(outcome, committed))
         self.forget_outcome()
         return final

@@ -126,10 +126,10 @@ class TrialWatch:
             current = trial.pending()
             if current is None or current.cmd_id != record.cmd_id:
                 return  # ended meanwhile, by a command
-            trial.rollback(reason=trial.deadline_reason, now=self.agent.clock.time())
+            trial.rollback(reason=trial.words.deadline_reason, now=self.agent.clock.time())
             if self.agent.uplink.connected.is_set():
                 await self.report(trial)
-            why = f"{trial.describe(record)} rolled back: {trial.deadline_reason}"
+            why = f"{trial.describe(record)} rolled back: {trial.words.deadline_reason}"
             if not await trial.resume(self.agent, why):
                 await self.report(trial)  # what came back runs here: no next start reports it
             return

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.i18n import t
 from agent.lifecycle import update
-from agent.lifecycle.trial import Trial
+from agent.lifecycle.trial import Trial, Words
 from agent.runtime.restart import request_restart
 
 if TYPE_CHECKING:
@@ -73,11 +73,9 @@ def running_version() -> str:
 class AgentRelease(Trial[Release]):
     kind = "update.agent"
     record_type = Release
-    op = "update.install"
-    committed = "update.succeeded"
-    rolled_back = "update.rolled_back"
-    start_reason = "not healthy in time (found at start)"
-    deadline_reason = "not healthy in time (no broker connection with birth)"
+    words = Words("update.install", "update.succeeded", "update.rolled_back",
+                  start_reason="not healthy in time (found at start)",
+                  deadline_reason="not healthy in time (no broker connection with birth)")
     commit_on_connect = True  # the broker acknowledged this release's birth
 
     def __init__(self, releases: Path) -> None:

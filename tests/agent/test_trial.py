@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from agent.config import loader as config_mod
-from agent.lifecycle.trial import State, Trial
+from agent.lifecycle.trial import State, Trial, Words
 from agent.lifecycle.trial_watch import TrialWatch
 from agent.runtime import supervisor
 from agent.sdk.clock import SystemClock
@@ -42,11 +42,9 @@ class Swap(Trial[Swapped]):
 
     kind = "swap"
     record_type = Swapped
-    op = "swap.apply"
-    committed = "swap.kept"
-    rolled_back = "swap.undone"
-    start_reason = "not proven in time (found at start)"
-    deadline_reason = "not proven in time"
+    words = Words("swap.apply", "swap.kept", "swap.undone",
+                  start_reason="not proven in time (found at start)",
+                  deadline_reason="not proven in time")
 
     def __init__(self, folder: Path, restarts: bool = False) -> None:
         super().__init__(folder / "swap.trial", folder / "swap.outcome")
