@@ -116,7 +116,12 @@ class Trial(Generic[R]):
         raise NotImplementedError
 
     def unreadable(self, exc: Exception) -> R | None:
-        """A record that cannot be read: by default forgotten (nothing half-understood steers)."""
+        """A record that cannot be read. By default: one this process may not read (a technician's
+        `batigate run`) is left alone; one that does not parse is forgotten (nothing
+        half-understood steers)."""
+        if isinstance(exc, OSError):
+            log.error("cannot read %s: %s", self.record_path, exc)
+            return None
         log.error("unreadable %s (%s): ignored", self.record_path, exc)
         self.record_path.unlink(missing_ok=True)
         return None

@@ -42,6 +42,8 @@ def trials_of(config: Any) -> dict[str, Trial[Any]]:
 
 
 class TrialWatch:
+    """The `Trials` of the running agent: every trial kind of its config, one watcher."""
+
     def __init__(self, agent: AgentContext, *, settle: Settle,
                  kinds: Callable[[Any], dict[str, Trial[Any]]] = trials_of) -> None:
         self.agent = agent
@@ -80,11 +82,16 @@ class TrialWatch:
         return record
 
     async def report(self, trial: Trial[Any]) -> None:
-        """Settle the outcome now; `cmd/res` too when the broker is there (the `evt` is durable
-        in the outbox either way)."""
+        """Settle the outcome now (the `evt` is durable in the outbox); `cmd/res` now when the
+        broker is there, else once it is (unless the agent stops first: the cached final answer
+        still answers the backend's retry)."""
         final = trial.settle_outcome(self._settle)
-        if final is not None and self.agent.uplink.connected.is_set():
+        if final is None:
+            return
+        if self.agent.uplink.connected.is_set():
             await self.agent.uplink.publish_direct("cmd/res", final, qos=1)
+        elif self.agent.group is not None:
+            self.agent.group.create_task(self._publish_when_connected(final), name="trial-report")
 
     def _end(self, kind: str) -> None:
         if (ended := self._ended.get(kind)) is not None:

@@ -84,8 +84,7 @@ class AgentRelease(Trial[Release]):
 
     def unreadable(self, exc: Exception) -> Release | None:
         if isinstance(exc, OSError):  # e.g. a technician's `batigate run` that may not read it
-            log.error("cannot read %s: %s", self.record_path, exc)
-            return None
+            return super().unreadable(exc)
         # Unreadable: keep nothing half-understood, but never leave an unproven release in force.
         log.error("unreadable %s (%s): going back to the previous release", self.record_path, exc)
         self.restore(None)
