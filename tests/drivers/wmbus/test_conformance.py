@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from drivers.wmbus import CompactFormats, KeyStore, TelegramError, decode_telegram
+from tests.drivers.wmbus.vectors import WMBUSMETERS
 
-VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / \
-    "wmbus-wmbusmeters" / "telegrams.jsonl"
+VECTORS = WMBUSMETERS
 
 SUFFIX = re.compile(r"_(m3|kwh|mj|gj|c|kw|w|m3h|h|s|v|a|rh|bar|hca)$")
 # suffix -> (factor to SenML, accepted SenML units). A temperature difference is K; wmbusmeters
