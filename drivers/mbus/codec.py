@@ -328,6 +328,11 @@ def _read_vib(cur: _Cursor) -> _Vib:
     while extended:
         vife = next_vife()
         extended = bool(vife & 0x80)
+        if vife & 0x7F == units.COMBINABLE_EXTENSION and extended:
+            vife = next_vife()  # a code of the extension table (phase, quadrant), not table 15
+            extended = bool(vife & 0x80)
+            modifiers.append(units.extended_combinable_vife(vife & 0x7F).name)
+            continue
         comb = units.combinable_vife(vife & 0x7F)
         if comb.kind == "factor":
             correction *= Fraction(10) ** comb.power

@@ -302,6 +302,24 @@ _TAGS = {
 }
 
 
+# VIFE E111 1100 (EN 13757-3:2018, table of combinable VIFEs): "extension of combinable
+# (orthogonal) VIFE codes": the VIFE after it is read in the combinable extension table, which
+# says where an electricity quantity is measured (a phase, between two phases, a quadrant).
+# Codes outside the ones below keep a neutral tag with their number (never a record error).
+COMBINABLE_EXTENSION = 0x7C
+_EXTENDED = {
+    0x01: "at_phase_l1", 0x02: "at_phase_l2", 0x03: "at_phase_l3", 0x04: "at_neutral",
+    0x05: "between_phases_l1_l2", 0x06: "between_phases_l2_l3", 0x07: "between_phases_l3_l1",
+    0x08: "at_quadrant_q1", 0x09: "at_quadrant_q2", 0x0A: "at_quadrant_q3",
+    0x0B: "at_quadrant_q4", 0x0C: "delta_import_export",
+}
+
+
+def extended_combinable_vife(code: int) -> Combinable:
+    """Meaning of the VIFE after COMBINABLE_EXTENSION, `code` without its extension bit."""
+    return Combinable(_EXTENDED.get(code, f"extended_vife_{code:02x}"))
+
+
 def combinable_vife(code: int) -> Combinable:
     """Meaning of a combinable VIFE (table 15), `code` without its extension bit."""
     if code == 0x00:

@@ -22,13 +22,12 @@ import argparse
 import json
 import time
 import tracemalloc
-from pathlib import Path
 
 from drivers.wmbus import CompactFormats, KeyStore, decode_telegram
 from drivers.wmbus.crc import format_a_length
+from tests.drivers.wmbus.vectors import WMBUSMETERS
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / \
-    "wmbus-wmbusmeters" / "telegrams.jsonl"
+VECTORS = WMBUSMETERS  # ../shared from /work/main, ../../shared from a worktree
 C_MODE_BITS_PER_S = 100_000
 C_MODE_OVERHEAD_BYTES = 8  # preamble (32 chips) + sync (32 bits)
 

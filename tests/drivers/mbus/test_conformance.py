@@ -24,8 +24,13 @@ from drivers.mbus.codec import MBusDecodeError, Record, Telegram, decode_frame, 
 
 
 def conformance_dir() -> Path:
-    """The shared vectors live beside the repository: ../shared/conformance/mbus-libmbus."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "mbus-libmbus"
+    """The shared vectors live beside the repository: ../shared/conformance/mbus-libmbus (from
+    /work/main), ../../shared from a worktree under /work/wt: the first ancestor that has it."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "conformance" / "mbus-libmbus").is_dir():
+            return parent / "shared" / "conformance" / "mbus-libmbus"
+    return here.parents[3].parent / "shared" / "conformance" / "mbus-libmbus"
 
 
 FRAMES = sorted((conformance_dir() / "test-frames").glob("*.hex"))

@@ -8,15 +8,15 @@ DIF/VIF walk.  A decode that succeeds must also serialize to strict JSON.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.mbus.codec import MBusDecodeError, Telegram, decode_frame, decode_hex, telegram_to_json
 from drivers.mbus.frames import encode_long, extract_frame, parse_frame
+from tests.drivers.mbus.test_conformance import conformance_dir
 
-CONFORMANCE = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "mbus-libmbus"
+CONFORMANCE = conformance_dir()  # ../shared from /work/main, ../../shared from a worktree
 REAL_FRAMES = [
     bytes.fromhex(p.read_text())
     for sub in ("test-frames", "error-frames")

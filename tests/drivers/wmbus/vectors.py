@@ -5,8 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-WMBUSMETERS = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / \
-    "wmbus-wmbusmeters" / "telegrams.jsonl"
+
+
+def _shared() -> Path:
+    """The shared folder beside the checkout: ../shared from /work/main, ../../shared from a
+    worktree under /work/wt (the first ancestor that has one)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "conformance").is_dir():
+            return parent / "shared"
+    return here.parents[3].parent / "shared"
+
+
+WMBUSMETERS = _shared() / "conformance" / "wmbus-wmbusmeters" / "telegrams.jsonl"
 
 # Sensus iPerl, plaintext, short TPL (protocols.md §3.4, wmbusmeters iperl.xmq): 123.529 m3.
 IPERL = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")
