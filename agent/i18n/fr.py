@@ -163,6 +163,9 @@ MESSAGES: dict[str, str] = {
     "write.not_writable": "{point} n'est pas déclaré inscriptible (writable) dans la configuration",
     "write.below_min": "{value} est sous le minimum {limit} de {point}",
     "write.above_max": "{value} est au-dessus du maximum {limit} de {point}",
+    "write.want_bool": "{point} est un point booléen : la valeur doit être true ou false, pas {value!r}",
+    "write.want_number": "{point} est numérique : la valeur doit être un nombre, pas {value!r}",
+    "write.not_finite": "{point} : la valeur doit être un nombre fini, pas {value}",
     # batigate init (questions et réponses)
     "init.bad_ident": "lettres minuscules, chiffres et '-' (1 à 63, sans '-' au début), par ex. gw-0042",
     "init.bad_host": "un nom d'hôte ou une adresse IP, par ex. broker.example.org",

@@ -14,8 +14,9 @@ from typing import ClassVar, Self
 
 from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
-from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.errors import DeviceUnavailable, DriverError
 from agent.sdk.models import PointValue, Quality, Value
+from agent.sdk.writes import check_write
 from drivers.modbus import codec
 from drivers.modbus.config import (BIT_TABLES, ModbusBusConfig, ModbusDeviceConfig,
                                    ModbusPointConfig)
@@ -99,14 +100,7 @@ class ModbusDriver:
         if not isinstance(point, ModbusPointConfig):
             raise DriverError(f"{device.id}/{point.name}: not a Modbus point")
         where = f"{device.id}/{point.name}"
-        if not point.writable:
-            raise PointNotWritable(f"{where} is read-only; declare it `writable: true` in the "
-                                   "config if the device allows writing it")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if point.min is not None and value < point.min:
-                raise DriverError(f"{where}: {value} is below the allowed minimum {point.min}")
-            if point.max is not None and value > point.max:
-                raise DriverError(f"{where}: {value} is above the allowed maximum {point.max}")
+        check_write(point, value, device)  # the agent checked it too; a direct caller may not
         try:
             payload = codec.encode(point, value)
         except ValueError as exc:
