@@ -168,6 +168,7 @@ MESSAGES: dict[str, str] = {
     "write.not_finite": "{point}: the value must be a finite number, not {value}",
     # batigate init (prompts and answers)
     "init.bad_ident": "use lower-case letters, digits and '-' (1-63, not starting with '-'), e.g. gw-0042",
+    "init.bad_text": "the answer cannot be empty",
     "init.bad_host": "a host name or IP address, e.g. broker.example.org",
     "init.bad_port": "a TCP port number 1..65535",
     "init.bad_bus_spec": "{spec!r}: write ID:DRIVER:key=value,... e.g. rs485-1:modbus-rtu:port=/dev/ttyUSB0,baudrate=9600",

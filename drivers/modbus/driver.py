@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
+from agent.sdk.capabilities import Capabilities, Question, host, tcp_port, whole
 from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
 from agent.sdk.errors import DeviceUnavailable, DriverError
@@ -22,6 +23,7 @@ from drivers.modbus.config import (BIT_TABLES, ModbusBusConfig, ModbusDeviceConf
                                    ModbusPointConfig)
 from drivers.modbus.link import ModbusLink, Refused
 from drivers.modbus.plan import Block, coalesce, needs_of, split
+from drivers.modbus.scan import SCAN
 
 ILLEGAL_ADDRESS = 2
 # A TCP->RTU gateway answers these when the slave behind it is silent: the device is absent.
@@ -34,10 +36,22 @@ class _Plan:
     blocks: list[Block]
 
 
+# What `batigate init` asks for a bus (agent.sdk.capabilities); both share `batigate scan modbus`.
+SERIAL = (Question("port", "init.ask.serial", "/dev/ttyUSB0"),
+          Question("baudrate", "init.ask.baudrate", 9600, whole),
+          Question("parity", "init.ask.parity", "E", choices=("N", "E", "O")))
+TCP = (Question("host", "init.ask.tcp_host", check=host),
+       Question("port", "init.ask.tcp_port", 502, tcp_port))
+
+
 class ModbusDriver:
     bus_model: ClassVar[type[BusConfig]] = ModbusBusConfig
     device_model: ClassVar[type[DeviceConfig]] = ModbusDeviceConfig
     point_model: ClassVar[type[PointConfig]] = ModbusPointConfig
+    capabilities: ClassVar[dict[str, Capabilities]] = {
+        "modbus-tcp": Capabilities("modbus", questions=TCP, scan=SCAN),
+        "modbus-rtu": Capabilities("modbus", questions=SERIAL, scan=SCAN),
+    }
 
     def __init__(self, bus: BusConfig) -> None:
         if not isinstance(bus, ModbusBusConfig):

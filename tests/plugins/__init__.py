@@ -37,5 +37,4 @@ def installed(root: Path, *, dist: str, group: str, entries: dict[str, str],
 
 def _forget() -> None:
     """The registry caches what it found; a test that installs or removes a plugin resets it."""
-    registry._group.cache_clear()  # noqa: SLF001
-    registry.load.cache_clear()
+    registry.forget()
