@@ -1,8 +1,10 @@
 """Device profiles: a device entry with `profile:` gets the profile's points, poll period and rules.
 
-A profile is a data file in `drivers/profiles/NAME.yaml` (shipped as package data, read with
-`importlib.resources`, parsed once). It declares the driver family it applies to, a default poll
-period, its points (semantics + protocol mapping) and the default alert rules of its kind.
+A profile is a data file in `drivers/profiles/NAME.yaml`, or in the package a driver names in its
+capabilities (`agent.sdk.capabilities`: a third-party driver ships its own), shipped as package
+data, read with `importlib.resources`, parsed once. It declares the driver family it applies to
+(one an installed driver declares), a default poll period, its points (semantics + protocol
+mapping) and the default alert rules of its kind.
 
 Merging is field by field, so a technician overrides only what differs on site:
 
