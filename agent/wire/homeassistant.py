@@ -95,7 +95,7 @@ def sensor_options(point: Any) -> dict[str, Any]:
 
 
 def _is_bool(point: Any) -> bool:
-    return getattr(point, "type", None) == "bool" or bool(getattr(point, "bit", None) is not None)
+    return bool(point.is_boolean())  # the point's driver knows (Modbus: coils, type: bool, bits)
 
 
 def component(gw: str, dev: str, point: Any, root: str, writes: bool) -> dict[str, Any]:

@@ -36,8 +36,8 @@ REBIRTH = "Node Control/Rebirth"
 Out = tuple[str, str | None, list[Metric]]  # message type, device (or None), metrics
 
 
-def _is_bool(point: Any) -> bool:  # the Home Assistant profile's rule: a bit or a bool point
-    return getattr(point, "type", None) == "bool" or getattr(point, "bit", None) is not None
+def _is_bool(point: Any) -> bool:  # the point's driver knows (Modbus: coils, type: bool, bits)
+    return bool(point.is_boolean())
 
 
 def _datatype(value: Any) -> int:
