@@ -16,9 +16,9 @@ import click
 
 from agent.cli.common import DEFAULT_CONFIG, EXIT_CONFIG, emit_json, fail, json_option
 from agent.i18n import t
+from agent.sdk import capabilities
 
 IDENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-DRIVERS = ("modbus-tcp", "modbus-rtu", "mbus")
 HEADER = ("# batigate gateway config, written by `batigate init`.\n"
           "# Check it with `batigate config check FILE`; reference: README.md (Config).\n")
 
@@ -30,21 +30,18 @@ def ident(value: str) -> str:
     return value
 
 
-def host(value: str) -> str:
-    value = value.strip()
-    if not value or any(c.isspace() for c in value) or "/" in value:
-        raise click.BadParameter(t("init.bad_host"))
-    return value
+def _refusing(check: Any) -> Any:
+    """A check of `agent.sdk.capabilities` (ValueError) as a click one (BadParameter)."""
+    def checked(value: Any) -> Any:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return checked
 
 
-def port(value: str | int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise click.BadParameter(t("init.bad_port")) from None
-    if not 1 <= number <= 65535:
-        raise click.BadParameter(t("init.bad_port"))
-    return number
+host = _refusing(capabilities.host)
+port = _refusing(capabilities.tcp_port)
 
 
 def parse_bus(spec: str) -> dict[str, Any]:
@@ -103,16 +100,6 @@ def _choice(options: tuple[str, ...]) -> Any:
     return check
 
 
-def _whole(value: str | int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise click.BadParameter(t("init.bad_number")) from None
-    if number <= 0:
-        raise click.BadParameter(t("init.bad_number"))
-    return number
-
-
 def _confirm(label: str, default: bool) -> bool:
     """Yes or no, in English or French (y, yes, o, oui / n, no, non)."""
     def check(value: str) -> bool:
@@ -126,28 +113,39 @@ def _confirm(label: str, default: bool) -> bool:
     return bool(_ask(f"{label} {hint}", check, "y" if default else "n", show_default=False))
 
 
+def offered() -> dict[str, tuple[capabilities.Question, ...]]:
+    """The drivers the wizard offers (those that declare what a bus of theirs needs) with their
+    questions; a third-party driver's appear here like ours."""
+    from agent.sdk import registry  # noqa: PLC0415
+
+    return {name: caps.questions for name, caps in registry.drivers().items() if caps.questions}
+
+
 def _ask_bus(existing: set[str]) -> dict[str, Any]:
+    drivers = offered()
+    names = tuple(drivers)
     while True:
         bus_id = _ask(t("init.ask.bus_id"), ident)
         if bus_id in existing:
             click.echo(t("init.bus_exists", bus=bus_id), err=True)
             continue
-        driver = _ask(f"{t('init.ask.driver')} ({', '.join(DRIVERS)})", _choice(DRIVERS))
+        driver = _ask(f"{t('init.ask.driver')} ({', '.join(names)})", _choice(names))
         bus: dict[str, Any] = {"id": bus_id, "driver": driver}
-        if driver == "modbus-tcp":
-            bus["host"] = _ask(t("init.ask.tcp_host"), host)
-            bus["port"] = _ask(t("init.ask.tcp_port"), port, 502)
-        else:
-            bus["port"] = click.prompt(t("init.ask.serial"), default="/dev/ttyUSB0", err=True)
-            bus["baudrate"] = _ask(t("init.ask.baudrate"), _whole,
-                                   9600 if driver == "modbus-rtu" else 2400)
-            if driver == "modbus-rtu":
-                bus["parity"] = _ask(f"{t('init.ask.parity')} (N, E, O)",
-                                     _choice(("N", "E", "O")), "E")
+        for question in drivers[driver]:
+            bus[question.key] = _answer(question)
         try:
             return check_bus(bus)
         except click.BadParameter as exc:
             click.echo(t("init.bus_again", error=exc.message), err=True)
+
+
+def _answer(question: capabilities.Question) -> Any:
+    label = capabilities.say(question.label)
+    if question.choices:
+        return _ask(f"{label} ({', '.join(question.choices)})", _choice(question.choices),
+                    question.default)
+    check = _refusing(question.check or capabilities.text)
+    return _ask(label, check, question.default)
 
 
 @click.command("init")

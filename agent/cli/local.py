@@ -154,14 +154,16 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
       batigate write vmc-b fan_enable false --yes --json
     """
     from agent.i18n import t  # noqa: PLC0415
+    from agent.sdk.writes import WriteRefused, check_write  # noqa: PLC0415
 
     config = load_or_exit(config_path)
     dev = _device_or_exit(config, device, point)
     pt = next(p for p in dev.points if p.name == point)
     parsed = _parse_value(pt, value)
-    problem = _value_problem(pt, parsed)
-    if problem:
-        fail(problem, EXIT_CONFIG, as_json=as_json)
+    try:
+        check_write(pt, parsed, dev)  # the same check as the point.write command and the driver
+    except WriteRefused as exc:
+        fail(exc.translated(), EXIT_CONFIG, as_json=as_json)
     if not yes:
         click.confirm(t("write.confirm", value=parsed, unit=pt.unit or "", dev=dev.id,
                         point=pt.name, bus=dev.bus, address=dev.address), abort=True, err=True)
@@ -179,7 +181,7 @@ def write(device: str, point: str, value: str, yes: bool, config_path: Path,
 def _parse_value(point: Any, text: str) -> bool | float | int:
     from agent.i18n import t  # noqa: PLC0415
 
-    if getattr(point, "type", None) == "bool":
+    if point.is_boolean():
         lowered = text.strip().lower()
         if lowered in ("true", "on", "1", "yes"):
             return True
@@ -191,20 +193,6 @@ def _parse_value(point: Any, text: str) -> bool | float | int:
     except ValueError:
         fail(t("write.not_number", text=text), EXIT_CONFIG)
     return int(number) if number.is_integer() else number
-
-
-def _value_problem(point: Any, value: bool | float | int) -> str | None:
-    from agent.i18n import t  # noqa: PLC0415
-
-    if not point.writable:
-        return t("write.not_writable", point=point.name)
-    if isinstance(value, bool):
-        return None
-    if point.min is not None and value < point.min:
-        return t("write.below_min", value=value, limit=point.min, point=point.name)
-    if point.max is not None and value > point.max:
-        return t("write.above_max", value=value, limit=point.max, point=point.name)
-    return None
 
 
 async def _write(config: Any, device: Any, point: Any, value: bool | float | int,

@@ -1,8 +1,10 @@
 """Device profiles: a device entry with `profile:` gets the profile's points, poll period and rules.
 
-A profile is a data file in `drivers/profiles/NAME.yaml` (shipped as package data, read with
-`importlib.resources`, parsed once). It declares the driver family it applies to, a default poll
-period, its points (semantics + protocol mapping) and the default alert rules of its kind.
+A profile is a data file in `drivers/profiles/NAME.yaml`, or in the package a driver names in its
+capabilities (`agent.sdk.capabilities`: a third-party driver ships its own), shipped as package
+data, read with `importlib.resources`, parsed once. It declares the driver family it applies to
+(one an installed driver declares), a default poll period, its points (semantics + protocol
+mapping) and the default alert rules of its kind.
 
 Merging is field by field, so a technician overrides only what differs on site:
 
@@ -28,36 +30,55 @@ from typing import Any
 
 import yaml
 
-PACKAGE = "drivers.profiles"
-FAMILIES = ("modbus", "mbus", "wmbus", "gpio")
-# A radio meter carries the same EN 13757-3 records as a wired one: the meter profiles written
-# for wired M-Bus serve radio meters too (points pick records the same way).
-ACCEPTS = {"wmbus": ("wmbus", "mbus")}
+from agent.sdk import registry
+
+PACKAGE = "drivers.profiles"  # the profiles shipped here; a driver may bring its own package
 _PROFILE_KEYS = {"name", "description", "driver", "poll", "equipment", "points", "rules", "source"}
 # A default rule may not change what it is: those keys define it, the rest tune it.
 _FIXED_RULE_KEYS = {"id", "type", "point", "device"}
 
 
-def family_of(driver: str) -> str:
-    """`modbus-tcp`, `modbus-rtu` -> `modbus`; `mbus`, `gpio` stay as they are."""
-    return driver.split("-", 1)[0]
+def families() -> set[str]:
+    """The `driver:` values a profile may declare: the families the installed drivers declare
+    (`agent.sdk.capabilities`), so a third-party driver's profiles need no change here."""
+    return {caps.family for caps in registry.drivers().values()}
+
+
+def _packages() -> tuple[str, ...]:
+    """Where profile files are: ours first, then each driver's own package."""
+    extra = {caps.profiles for caps in registry.drivers().values() if caps.profiles}
+    return (PACKAGE, *sorted(extra - {PACKAGE}))
 
 
 @cache
-def installed() -> tuple[str, ...]:
-    """Names of the profiles shipped in `drivers/profiles/`."""
-    folder = resources.files(PACKAGE)
-    return tuple(sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir()
+def _names_in(package: str) -> tuple[str, ...]:
+    return tuple(sorted(entry.name.removesuffix(".yaml")
+                        for entry in resources.files(package).iterdir()
                         if entry.name.endswith(".yaml")))
 
 
-@cache
+def _where(name: str) -> str | None:
+    """The package holding profile `name` (the first one, ours win a clash)."""
+    return next((package for package in _packages() if name in _names_in(package)), None)
+
+
+def installed() -> tuple[str, ...]:
+    """Names of the installed profiles: `drivers/profiles/` and the drivers' own."""
+    return tuple(sorted({name for package in _packages() for name in _names_in(package)}))
+
+
 def _load(name: str) -> dict[str, Any]:
-    if name not in installed():
+    package = _where(name)
+    if package is None:
         raise ValueError(f"unknown profile {name!r}; installed: {', '.join(installed())}")
-    text = resources.files(PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return _parsed(package, name)
+
+
+@cache
+def _parsed(package: str, name: str) -> dict[str, Any]:
+    text = resources.files(package).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
-    _check_profile(name, data)
+    _check_profile(name, data, f"{package.replace('.', '/')}/{name}.yaml")
     return data  # type: ignore[no-any-return]  # shape checked just above
 
 
@@ -68,9 +89,9 @@ def load(name: str) -> dict[str, Any]:
     return copy.deepcopy(_load(name))
 
 
-def _check_profile(name: str, data: Any) -> None:
+def _check_profile(name: str, data: Any, path: str) -> None:
     # A broken data file is a packaging bug, but it must still name the file and the problem.
-    where = f"profile {name!r} (drivers/profiles/{name}.yaml)"
+    where = f"profile {name!r} ({path})"
     if not isinstance(data, dict):
         raise ValueError(f"{where}: not a mapping")
     unknown = set(data) - _PROFILE_KEYS
@@ -78,8 +99,9 @@ def _check_profile(name: str, data: Any) -> None:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     if data.get("name") != name:
         raise ValueError(f"{where}: `name` must be {name!r}")
-    if data.get("driver") not in FAMILIES:
-        raise ValueError(f"{where}: `driver` must be one of {', '.join(FAMILIES)}")
+    known = families()
+    if data.get("driver") not in known:
+        raise ValueError(f"{where}: `driver` must be one of {', '.join(sorted(known))}")
     points = data.get("points")
     if not isinstance(points, list) or not all(isinstance(p, dict) and "name" in p
                                                for p in points):
@@ -106,8 +128,7 @@ def apply(entry: dict[str, Any], driver: str | None = None) -> dict[str, Any]:
                              "`profile:` (write its rules in the top-level `rules:` list)")
         return entry
     profile = load(name)
-    if driver is not None and profile["driver"] not in ACCEPTS.get(family_of(driver),
-                                                                   (family_of(driver),)):
+    if driver is not None and not _fits(driver, profile["driver"]):
         raise ValueError(f"profile {name!r} is for {profile['driver']} devices; this device's "
                          f"bus uses driver {driver!r}")
     check_overrides(name, entry.get("rules"))
@@ -116,6 +137,13 @@ def apply(entry: dict[str, Any], driver: str | None = None) -> dict[str, Any]:
         merged["poll"] = profile["poll"]
     merged["points"] = merge_points(profile["points"], entry.get("points"))
     return merged
+
+
+def _fits(driver: str, family: str) -> bool:
+    try:
+        return registry.capabilities(driver).fits(family)
+    except KeyError:  # an unknown driver: the bus entry reports it, not the profile
+        return True
 
 
 def merge_points(base: list[dict[str, Any]], own: Any) -> Any:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from agent.runtime import status
+from agent.runtime.context import AgentContext
 
 
-def snapshot(agent: Any) -> dict[str, Any]:
+def snapshot(agent: AgentContext) -> dict[str, Any]:
     body = status.status(agent)
     latest = agent.pipeline.latest
     by_id = {d["id"]: d for d in body["devices"]}

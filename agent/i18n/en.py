@@ -163,8 +163,12 @@ MESSAGES: dict[str, str] = {
     "write.not_writable": "{point} is not declared writable in the config",
     "write.below_min": "{value} is below the minimum {limit} of {point}",
     "write.above_max": "{value} is above the maximum {limit} of {point}",
+    "write.want_bool": "{point} is a bool point: the value must be true or false, not {value!r}",
+    "write.want_number": "{point} is numeric: the value must be a number, not {value!r}",
+    "write.not_finite": "{point}: the value must be a finite number, not {value}",
     # batigate init (prompts and answers)
     "init.bad_ident": "use lower-case letters, digits and '-' (1-63, not starting with '-'), e.g. gw-0042",
+    "init.bad_text": "the answer cannot be empty",
     "init.bad_host": "a host name or IP address, e.g. broker.example.org",
     "init.bad_port": "a TCP port number 1..65535",
     "init.bad_bus_spec": "{spec!r}: write ID:DRIVER:key=value,... e.g. rs485-1:modbus-rtu:port=/dev/ttyUSB0,baudrate=9600",

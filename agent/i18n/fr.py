@@ -163,8 +163,12 @@ MESSAGES: dict[str, str] = {
     "write.not_writable": "{point} n'est pas déclaré inscriptible (writable) dans la configuration",
     "write.below_min": "{value} est sous le minimum {limit} de {point}",
     "write.above_max": "{value} est au-dessus du maximum {limit} de {point}",
+    "write.want_bool": "{point} est un point booléen : la valeur doit être true ou false, pas {value!r}",
+    "write.want_number": "{point} est numérique : la valeur doit être un nombre, pas {value!r}",
+    "write.not_finite": "{point} : la valeur doit être un nombre fini, pas {value}",
     # batigate init (questions et réponses)
     "init.bad_ident": "lettres minuscules, chiffres et '-' (1 à 63, sans '-' au début), par ex. gw-0042",
+    "init.bad_text": "la réponse ne peut pas être vide",
     "init.bad_host": "un nom d'hôte ou une adresse IP, par ex. broker.example.org",
     "init.bad_port": "un numéro de port TCP de 1 à 65535",
     "init.bad_bus_spec": "{spec!r} : écrivez ID:DRIVER:clé=valeur,... par ex. rs485-1:modbus-rtu:port=/dev/ttyUSB0,baudrate=9600",

@@ -14,6 +14,8 @@ from typing import Any
 
 from cryptography import x509
 
+from agent.runtime.context import AgentContext
+
 log = logging.getLogger(__name__)
 
 WARN_DAYS = 30.0
@@ -36,7 +38,7 @@ def expiring(path: Path, now: float, warn_days: float = WARN_DAYS) -> dict[str, 
             "expired": days < 0}
 
 
-async def expiry(agent: Any, interval: float = INTERVAL) -> None:
+async def expiry(agent: AgentContext, interval: float = INTERVAL) -> None:
     tls = agent.config.mqtt.tls
     if tls is None or tls.cert is None:
         return

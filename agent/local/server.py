@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from agent.display.snapshot import snapshot
 from agent.i18n import language
@@ -13,13 +12,14 @@ from agent.local.config import split_address
 from agent.local.history import History
 from agent.local.http import Server
 from agent.local.token import load_or_create
+from agent.runtime.context import AgentContext
 
 log = logging.getLogger(__name__)
 
 SAMPLE_EVERY = 10.0  # seconds between two looks at the latest readings for the sparklines
 
 
-async def serve(agent: Any) -> None:
+async def serve(agent: AgentContext) -> None:
     local = agent.config.local
     if not local.listen:
         return

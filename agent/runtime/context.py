@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from agent.lifecycle.trial import Trial
     from agent.uplink.session import Uplink
     from agent.runtime.watcher import DeviceWatcher
+    from agent.local.history import History
+    from agent.local.http import Server
+    from agent.sdk.driver import Driver
 
 
 class CommandAuth(Protocol):
@@ -51,6 +54,7 @@ class AgentContext(Protocol):
     outbox: Outbox
     pipeline: Pipeline  # events on `evt`, latest readings, device states
     pollers: dict[str, DevicePoller | DeviceWatcher]  # per device: read, write, poll now
+    drivers: dict[str, Driver]  # per bus: its counters, for health and the page
     engine: Any  # rules.engine.RuleEngine, or None without rules (rules/ is optional)
     uplink: Uplink  # rebirth, direct publishes, connection figures
     commands: CommandAuth  # its auth mode, for `status`
@@ -58,6 +62,9 @@ class AgentContext(Protocol):
     group: asyncio.TaskGroup | None  # the supervisor's, for work that outlives a command
     restart_requested: asyncio.Event  # set: the supervisor stops cleanly and is restarted
     control_stats: ControlStats  # the control socket's bounds, counted for health
+    # The local page and API (agent/local/server.py sets them once it serves; None: off)
+    local_server: Server | None
+    local_history: History | None
 
     def health(self) -> dict[str, Any]: ...
 

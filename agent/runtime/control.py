@@ -114,7 +114,7 @@ _NO_DESCRIPTOR = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 NO_DESCRIPTOR_PAUSE = 1.0  # after EMFILE, accept again this much later (or when a client leaves)
 
 
-async def _accept(agent: Any, listener: socket.socket, tg: asyncio.TaskGroup) -> None:
+async def _accept(agent: AgentContext, listener: socket.socket, tg: asyncio.TaskGroup) -> None:
     """Our own accept loop, one connection at a time, so that a client over the cap is closed
     before the next is accepted (asyncio's server accepts a batch first), and a full descriptor
     table pauses accepting instead of failing anything."""
@@ -150,7 +150,7 @@ async def _accept(agent: Any, listener: socket.socket, tg: asyncio.TaskGroup) ->
         tg.create_task(_client(agent, conn, stats, left), name="control-client")
 
 
-async def _client(agent: Any, conn: socket.socket, stats: ControlStats,
+async def _client(agent: AgentContext, conn: socket.socket, stats: ControlStats,
                   left: asyncio.Event) -> None:
     try:
         try:

@@ -34,6 +34,8 @@ from agent.commands import CommandHandler
 from agent.config.loader import Config
 from agent.lifecycle.trial_watch import TrialWatch
 from agent.sdk.driver import Driver
+from agent.local.history import History
+from agent.local.http import Server
 from agent.runtime.field import Field
 from agent.store.outbox import Outbox
 from agent.runtime.pipeline import RULES_STATE_KEY, Pipeline
@@ -84,6 +86,8 @@ class Agent:
         self.group: asyncio.TaskGroup | None = None  # the supervisor's, once running
         self.restart_requested = asyncio.Event()  # agent.restart, config.apply: exit, be restarted
         self.control_stats = ControlStats()
+        self.local_server: Server | None = None  # agent/local/server.py, when the page is on
+        self.local_history: History | None = None
         self.health_failures = 0  # health reports that could not be made (e.g. no descriptor)
         self.commands = CommandHandler(self, clock=clock)
         # Config applies, updates, certificates on probation; their outcomes settle through the

@@ -45,6 +45,12 @@ class PointConfig(Strict):
     brick: str | None = Field(None, description="Brick class, e.g. brick:Water_Level_Sensor")
     haystack: list[str] | None = Field(None, description="Haystack tags, e.g. [water, level]")
 
+    def is_boolean(self) -> bool:
+        """Does this point hold true/false (rather than a number)? Writes check values against it
+        (`agent.sdk.writes`). A driver whose points can be bools overrides it (Modbus: `type:
+        bool`, coils, bits); the base knows no protocol and says no."""
+        return False
+
     @field_validator("unit")
     @classmethod
     def _known_unit(cls, value: str | None) -> str | None:

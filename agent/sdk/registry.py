@@ -6,6 +6,8 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from agent.sdk.capabilities import Capabilities, declared
+
 DRIVERS = "batigate.drivers"
 RULES = "batigate.rules"
 
@@ -28,3 +30,22 @@ def load(group: str, name: str) -> Any:
         raise KeyError(f"unknown {'driver' if group == DRIVERS else 'rule type'} {name!r}; "
                        f"installed: {installed}")
     return eps[name].load()
+
+
+@cache
+def capabilities(name: str) -> Capabilities:
+    """What driver `name` declares for profiles, the init wizard and scan (`agent.sdk.capabilities`);
+    KeyError like `load` when no such driver is installed."""
+    return declared(load(DRIVERS, name), name)
+
+
+def drivers() -> dict[str, Capabilities]:
+    """Every installed driver name with its capabilities (this imports every driver)."""
+    return {name: capabilities(name) for name in names(DRIVERS)}
+
+
+def forget() -> None:
+    """Find the plugins again (a test that installs or removes one; nothing else)."""
+    _group.cache_clear()
+    load.cache_clear()
+    capabilities.cache_clear()

@@ -28,6 +28,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 
+from agent.runtime.context import AgentContext
 from agent.store.outbox import Message, Outbox
 from agent.uplink.session import WINDOW, _Client, reconnect_delay, tls_context
 from agent.wire import sparkplug_pb
@@ -61,7 +62,7 @@ class _SparkplugClient(_Client):
 
 
 class SparkplugLink:
-    def __init__(self, agent: Any, outbox: Outbox) -> None:
+    def __init__(self, agent: AgentContext, outbox: Outbox) -> None:
         self.agent = agent
         self.outbox = outbox
         self.profile = Sparkplug(agent)

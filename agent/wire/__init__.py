@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from agent.runtime.context import AgentContext
 from agent.store.outbox import Message
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Wire:
     """The profiles of one gateway, built from `mqtt.profiles`. `agent` gives them the live
     config (a config apply changes devices) and the command layer for writes."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self.profiles: list[Profile] = []
         self.dropped = 0  # messages from a platform that were refused (malformed, not allowed)

@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 from agent import __version__
+from agent.runtime.context import AgentContext
 from agent.store.outbox import Message
 from agent.wire import Publication
 
@@ -94,7 +95,7 @@ def sensor_options(point: Any) -> dict[str, Any]:
 
 
 def _is_bool(point: Any) -> bool:
-    return getattr(point, "type", None) == "bool" or bool(getattr(point, "bit", None) is not None)
+    return bool(point.is_boolean())  # the point's driver knows (Modbus: coils, type: bool, bits)
 
 
 def component(gw: str, dev: str, point: Any, root: str, writes: bool) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def component(gw: str, dev: str, point: Any, root: str, writes: bool) -> dict[st
 
 
 class HomeAssistant:
-    def __init__(self, agent: Any, wire: Any) -> None:
+    def __init__(self, agent: AgentContext, wire: Any) -> None:
         self.agent = agent
         self.wire = wire
         self.announced: set[str] = set()  # device discovery topics published, to clear removed

@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from agent import __version__
+from agent.runtime.context import AgentContext
 from agent.store.outbox import Message
 from agent.wire.sparkplug_pb import BOOLEAN, DOUBLE, INT64, STRING, Metric
 
@@ -35,8 +36,8 @@ REBIRTH = "Node Control/Rebirth"
 Out = tuple[str, str | None, list[Metric]]  # message type, device (or None), metrics
 
 
-def _is_bool(point: Any) -> bool:  # the Home Assistant profile's rule: a bit or a bool point
-    return getattr(point, "type", None) == "bool" or getattr(point, "bit", None) is not None
+def _is_bool(point: Any) -> bool:  # the point's driver knows (Modbus: coils, type: bool, bits)
+    return bool(point.is_boolean())
 
 
 def _datatype(value: Any) -> int:
@@ -48,7 +49,7 @@ def _datatype(value: Any) -> int:
 
 
 class Sparkplug:
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self.latest: dict[str, dict[str, Any]] = {}  # device -> point -> last live value
         self.types: dict[str, dict[str, int]] = {}  # device -> point -> datatype born with

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from agent import __version__
+from agent.runtime.context import AgentContext
 from agent.store.outbox import Message
 from agent.wire import Publication
 
@@ -34,7 +35,7 @@ READ_ONLY = frozenset({"point.read", "poll.now"})
 
 
 class ThingsBoard:
-    def __init__(self, agent: Any, wire: Any) -> None:
+    def __init__(self, agent: AgentContext, wire: Any) -> None:
         self.agent = agent
         self.wire = wire
         self.connected: set[str] = set()  # device names announced, to disconnect removed ones

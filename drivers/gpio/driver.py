@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
+from agent.sdk.capabilities import Capabilities
 from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
 from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
@@ -52,6 +53,7 @@ class GpioDriver:
     bus_model: ClassVar[type[BusConfig]] = GpioBusConfig
     device_model: ClassVar[type[DeviceConfig]] = GpioDeviceConfig
     point_model: ClassVar[type[PointConfig]] = GpioPointConfig
+    capabilities: ClassVar[Capabilities] = Capabilities("gpio")  # no wizard questions, no scan
 
     def __init__(self, bus: BusConfig, *, open_chip: ChipOpener | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
+from agent.sdk.capabilities import Capabilities, Question, whole
 from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
 from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
@@ -32,6 +33,7 @@ from drivers.mbus import frames, mapping
 from drivers.mbus.codec import CI_APPLICATION_ERROR, MBusDecodeError, Record, decode_frame
 from drivers.mbus.config import MBusBusConfig, MBusDeviceConfig, MBusPointConfig
 from drivers.mbus.link import MBusLink
+from drivers.mbus.scan import SCAN
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class MBusDriver:
     bus_model: ClassVar[type[BusConfig]] = MBusBusConfig
     device_model: ClassVar[type[DeviceConfig]] = MBusDeviceConfig
     point_model: ClassVar[type[PointConfig]] = MBusPointConfig
+    # `batigate init` asks for the line (a serial port or a TCP converter); `batigate scan mbus`.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        "mbus", questions=(Question("port", "init.ask.serial", "/dev/ttyUSB0"),
+                           Question("baudrate", "init.ask.baudrate", 2400, whole)), scan=SCAN)
 
     def __init__(self, bus: BusConfig) -> None:
         if not isinstance(bus, MBusBusConfig):

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent.i18n import t
+from agent.sdk.capabilities import Scan, ScanOption, ScanReport, ScanRequest, ScanView, id_list
 from agent.sdk.driver import BusStats
 from drivers.mbus import frames
 from drivers.mbus.codec import MBusDecodeError, Telegram, decode_frame
@@ -194,3 +196,86 @@ def _reconcile(result: ScanResult) -> ScanResult:
         if f"primary {address}" not in collisions:
             collisions.append(f"primary {address}")
     return ScanResult(kept, collisions)
+
+
+# -- `batigate scan mbus` (declared to the agent as SCAN) ----------------------------------------
+
+
+async def run(request: ScanRequest, view: ScanView) -> ScanReport:
+    bus, options = request.bus, request.options
+    assert isinstance(bus, MBusBusConfig)  # the agent hands a scan only its own buses
+
+    def report(phase: str, done: int, total: int) -> None:
+        view.step(t(f"scan.mbus.phase.{phase}") if phase in ("primary", "secondary") else phase,
+                  done, total)
+
+    result = await scan(bus, primary=options["primary"], secondary=options["secondary"],
+                        addresses=options["addresses"], timeout=options["timeout"],
+                        progress=report)
+    meters = _unique(result.meters)
+    entries = [{"id": f"{request.prefix}-{m.id}", "bus": bus.id, **m.config(),
+                **({"profile": request.profile} if request.profile else {})} for m in meters]
+    found = [{"how": m.how, "primary": m.primary, "id": m.id, "manufacturer": m.manufacturer,
+              "version": m.version, "medium": m.medium} for m in meters]
+    rows = [(t(f"scan.mbus.how.{m['how']}"), str(m["primary"]), m["id"], m["manufacturer"] or "—",
+             str(m["version"]), m["medium"] or "—") for m in found]
+    notes = [t("scan.mbus.collision", where=_collision_where(collision),
+               advice=_collision_advice(collision, meters)) for collision in result.collisions]
+    columns = ("how", "primary", "id", "manufacturer", "version", "medium")
+    return ScanReport(title=t("scan.mbus.title", count=len(found), bus=bus.id),
+                      columns=[t(f"scan.mbus.col.{c}") for c in columns], rows=rows,
+                      json={"found": found, "collisions": result.collisions}, entries=entries,
+                      notes=notes)
+
+
+def _unique(meters: list[FoundMeter]) -> list[FoundMeter]:
+    """A meter found by both searches is listed once, by its primary address."""
+    seen: set[str] = set()
+    out = []
+    for meter in meters:
+        if meter.id not in seen:
+            seen.add(meter.id)
+            out.append(meter)
+    return out
+
+
+def _collision_advice(collision: str, meters: list[FoundMeter]) -> str:
+    """What a technician can do about meters that answer together (e.g. factory address 0)."""
+    kind, _, where = collision.partition(" ")
+    shared = [m.id for m in meters if kind == "primary" and m.how == "secondary"
+              and str(m.primary) == where]
+    if shared:
+        return t("scan.mbus.shared", count=len(shared), meters=", ".join(shared))
+    return t("scan.mbus.several")
+
+
+def _collision_where(collision: str) -> str:
+    """`primary 0` / `secondary 1234FFFF...` (the scan's words) in the technician's language."""
+    kind, _, where = collision.partition(" ")
+    if kind in ("primary", "secondary"):
+        return t(f"scan.mbus.at.{kind}", where=where)
+    return collision
+
+
+SCAN = Scan(
+    command="mbus",
+    help="""Find the meters on an M-Bus line: primary addresses 0-250, then a secondary-address
+    wildcard search (finds meters that share or lack a primary address).
+
+    \b
+    Examples:
+      batigate scan mbus --bus meters
+      batigate scan mbus --bus meters --no-secondary --addresses 1-20 --json
+      batigate scan mbus --bus meters --add --profile water-meter
+    """,
+    run=run,
+    options=(
+        ScanOption("primary", "try primary addresses 0-250", default=True, kind=bool),
+        ScanOption("secondary", "secondary-address wildcard search", default=True, kind=bool),
+        ScanOption("addresses", "primary addresses to try", default="0-250",
+                   parse=id_list(0, MAX_PRIMARY)),
+        ScanOption("timeout", "seconds to wait for each answer", default=DEFAULT_TIMEOUT,
+                   kind=float, low=0.05, high=10),
+    ),
+    prefix="meter",
+)

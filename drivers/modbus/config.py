@@ -199,6 +199,9 @@ with warnings.catch_warnings():
                 raise ValueError(f"min {self.min} is above max {self.max}")
             return self
 
+        def is_boolean(self) -> bool:
+            return self.type == "bool"  # coils and discrete inputs are bool (checked above)
+
         @property
         def span(self) -> int:
             """Registers (or bits) this point occupies."""

@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
+from agent.sdk.capabilities import Capabilities, Question, host, tcp_port, whole
 from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats
-from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.errors import DeviceUnavailable, DriverError
 from agent.sdk.models import PointValue, Quality, Value
+from agent.sdk.writes import check_write
 from drivers.modbus import codec
 from drivers.modbus.config import (BIT_TABLES, ModbusBusConfig, ModbusDeviceConfig,
                                    ModbusPointConfig)
 from drivers.modbus.link import ModbusLink, Refused
 from drivers.modbus.plan import Block, coalesce, needs_of, split
+from drivers.modbus.scan import SCAN
 
 ILLEGAL_ADDRESS = 2
 # A TCP->RTU gateway answers these when the slave behind it is silent: the device is absent.
@@ -33,10 +36,22 @@ class _Plan:
     blocks: list[Block]
 
 
+# What `batigate init` asks for a bus (agent.sdk.capabilities); both share `batigate scan modbus`.
+SERIAL = (Question("port", "init.ask.serial", "/dev/ttyUSB0"),
+          Question("baudrate", "init.ask.baudrate", 9600, whole),
+          Question("parity", "init.ask.parity", "E", choices=("N", "E", "O")))
+TCP = (Question("host", "init.ask.tcp_host", check=host),
+       Question("port", "init.ask.tcp_port", 502, tcp_port))
+
+
 class ModbusDriver:
     bus_model: ClassVar[type[BusConfig]] = ModbusBusConfig
     device_model: ClassVar[type[DeviceConfig]] = ModbusDeviceConfig
     point_model: ClassVar[type[PointConfig]] = ModbusPointConfig
+    capabilities: ClassVar[dict[str, Capabilities]] = {
+        "modbus-tcp": Capabilities("modbus", questions=TCP, scan=SCAN),
+        "modbus-rtu": Capabilities("modbus", questions=SERIAL, scan=SCAN),
+    }
 
     def __init__(self, bus: BusConfig) -> None:
         if not isinstance(bus, ModbusBusConfig):
@@ -99,14 +114,7 @@ class ModbusDriver:
         if not isinstance(point, ModbusPointConfig):
             raise DriverError(f"{device.id}/{point.name}: not a Modbus point")
         where = f"{device.id}/{point.name}"
-        if not point.writable:
-            raise PointNotWritable(f"{where} is read-only; declare it `writable: true` in the "
-                                   "config if the device allows writing it")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if point.min is not None and value < point.min:
-                raise DriverError(f"{where}: {value} is below the allowed minimum {point.min}")
-            if point.max is not None and value > point.max:
-                raise DriverError(f"{where}: {value} is above the allowed maximum {point.max}")
+        check_write(point, value, device)  # the agent checked it too; a direct caller may not
         try:
             payload = codec.encode(point, value)
         except ValueError as exc:

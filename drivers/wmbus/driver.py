@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+from agent.sdk.capabilities import Capabilities
 from agent.sdk.config import BusConfig, DeviceConfig, PointConfig
 from agent.sdk.driver import BusStats, Hear
 from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
@@ -29,6 +30,7 @@ from drivers.wmbus.config import WMBusBusConfig, WMBusDeviceConfig, WMBusPointCo
 from drivers.wmbus.hexline import HexLines
 from drivers.wmbus.radio import Answer, Garbage, Parser, Radio, Received, Stick
 from drivers.wmbus.reception import Reception
+from drivers.wmbus.scan import SCAN
 from drivers.wmbus.transport import ByteStream, open_stream
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,9 @@ class WMBusDriver:
     bus_model: ClassVar[type[BusConfig]] = WMBusBusConfig
     device_model: ClassVar[type[DeviceConfig]] = WMBusDeviceConfig
     point_model: ClassVar[type[PointConfig]] = WMBusPointConfig
+    # A radio meter carries the same EN 13757-3 records as a wired one: the meter profiles
+    # written for wired M-Bus serve radio meters too (points pick records the same way).
+    capabilities: ClassVar[Capabilities] = Capabilities("wmbus", accepts=("mbus",), scan=SCAN)
 
     def __init__(self, bus: BusConfig, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:

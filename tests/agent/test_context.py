@@ -15,8 +15,11 @@ from tests.commands.conftest import config_doc, write
 ROOT = Path(__file__).parents[2]
 # The code on the far side of the seam (provisioning/ is meant to depend on agent.sdk only and
 # is left out until that exists).
-USERS = ["agent/runtime/control.py", "agent/runtime/health.py", *sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "agent/commands").glob("*.py"))]
+USERS = sorted({"agent/runtime/control.py", "agent/runtime/health.py", *(
+    str(p.relative_to(ROOT)) for p in (ROOT / "agent/commands").glob("*.py"))} | {
+    # and every module that takes the context by its type (wire profiles, the local page, ...)
+    str(p.relative_to(ROOT)) for p in (ROOT / "agent").rglob("*.py")
+    if ": AgentContext" in p.read_text(encoding="utf-8")})
 
 
 def declared() -> set[str]:
@@ -43,6 +46,15 @@ def test_the_users_read_nothing_the_context_does_not_declare() -> None:
              for name, line in used(path).items() if name not in members]
     assert not stray, "declare these in agent/runtime/context.py or do not use them:\n" + "\n".join(stray)
     assert {"config", "pipeline", "uplink", "pollers"} <= {n for p in USERS for n in used(p)}
+
+
+def test_no_seam_is_left_untyped() -> None:
+    # `agent: Any` hid what a module used of the agent; the context names it (issue 14).
+    untyped = [f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "agent").rglob("*.py")
+               for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+               if "agent: Any" in line]
+    assert not untyped, untyped
+    assert "agent/wire/homeassistant.py" in USERS and "agent/local/server.py" in USERS
 
 
 def test_the_running_agent_is_an_agent_context(tmp_path: Path) -> None:

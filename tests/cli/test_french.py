@@ -53,7 +53,7 @@ def test_init_wizard_asks_in_french_and_accepts_oui(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     screen = result.stderr
     for prompt in ("identifiant de la passerelle (par ex. gw-0042)", "port du broker [8883]",
-                   "Ajouter un bus de terrain ? [O/n]", "pilote (modbus-tcp, modbus-rtu, mbus)",
+                   "Ajouter un bus de terrain ? [O/n]", "pilote (mbus, modbus-rtu, modbus-tcp)",
                    "vitesse (bauds) [9600]", "parité (N, E, O) [E]",
                    "Ajouter un bus de terrain ? [o/N]"):
         assert prompt in screen, prompt

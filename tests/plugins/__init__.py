@@ -14,11 +14,16 @@ from agent.sdk import registry
 
 @contextmanager
 def installed(root: Path, *, dist: str, group: str, entries: dict[str, str],
-              modules: dict[str, str]) -> Iterator[None]:
-    """`entries`: name -> "module:Class"; `modules`: module name -> its source."""
+              modules: dict[str, str], files: dict[str, str] | None = None) -> Iterator[None]:
+    """`entries`: name -> "module:Class"; `modules`: module name -> its source; `files`: more
+    files by path under the site (a package with its data: `pkg/__init__.py`, `pkg/x.yaml`)."""
     root.mkdir(parents=True, exist_ok=True)
     for name, source in modules.items():
         (root / f"{name}.py").write_text(textwrap.dedent(source))
+    for relative, content in (files or {}).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(textwrap.dedent(content))
+    packages = {Path(relative).parts[0] for relative in files or {} if "/" in relative}
     info = root / f"{dist}-1.0.dist-info"
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
@@ -30,12 +35,11 @@ def installed(root: Path, *, dist: str, group: str, entries: dict[str, str],
         yield
     finally:
         sys.path.remove(str(root))
-        for name in modules:
+        for name in [*modules, *packages]:
             sys.modules.pop(name, None)
         _forget()
 
 
 def _forget() -> None:
     """The registry caches what it found; a test that installs or removes a plugin resets it."""
-    registry._group.cache_clear()  # noqa: SLF001
-    registry.load.cache_clear()
+    registry.forget()

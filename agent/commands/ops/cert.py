@@ -28,6 +28,7 @@ from pydantic import Field
 from agent.commands.models import Code, NoArgs, Outcome, Problem, Status, _Args, ok
 from agent.commands.registry import Call, op
 from agent.lifecycle.cert_trial import TRIAL_WITHIN, CertTrial, Installed
+from agent.runtime.context import AgentContext
 from agent.runtime.restart import request_restart
 from provisioning import certs, keys
 from provisioning.probe import client_context, probe
@@ -38,7 +39,7 @@ class InstallArgs(_Args):
                                                     "issued for the CSR of cert.renew")
 
 
-def _paths(agent: Any) -> tuple[Path, Path, Path | None]:
+def _paths(agent: AgentContext) -> tuple[Path, Path, Path | None]:
     tls = agent.config.mqtt.tls
     if tls is None or tls.cert is None or tls.key is None:
         raise Problem(Code.CONFLICT, "this gateway has no client certificate configured "
@@ -91,7 +92,8 @@ async def cert_install(call: Call, args: InstallArgs) -> Outcome:
                     "connected_before": round(trial.deadline, 3)})
 
 
-async def _prove(agent: Any, chain: list[Any], key_path: Path, ca_path: Path | None) -> None:
+async def _prove(agent: AgentContext, chain: list[Any], key_path: Path,
+                 ca_path: Path | None) -> None:
     """A probe connection with the new pair, written to a private temporary file for ssl."""
     mqtt = agent.config.mqtt
     staged = key_path.with_name(f".{key_path.name}.probe.crt")

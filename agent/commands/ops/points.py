@@ -8,6 +8,7 @@ from agent.commands.registry import Call, op
 from agent.commands.targets import device_named, fresh_readings, point_named, poller_of
 from agent.sdk.config import DeviceConfig, PointConfig
 from agent.sdk.errors import DeviceUnavailable, DriverError, PointNotWritable
+from agent.sdk.writes import NotWritable, ValueRefused, check_write
 
 
 @op("point.read", PointArgs)
@@ -25,21 +26,12 @@ async def point_read(call: Call, args: PointArgs) -> Outcome:
 
 
 def _check_value(device: DeviceConfig, point: PointConfig, value: bool | float) -> None:
-    where = f"{device.id}/{point.name}"
-    if not point.writable:
-        raise Problem(Code.FORBIDDEN, f"{where} is not declared writable")
-    is_bool_point = getattr(point, "type", None) == "bool"
-    if is_bool_point and not isinstance(value, bool):
-        raise Problem(Code.UNPROCESSABLE, f"{where} is a bool point: v must be true or false")
-    if not is_bool_point and isinstance(value, bool):
-        raise Problem(Code.UNPROCESSABLE, f"{where} is numeric: v must be a number")
-    if not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise Problem(Code.UNPROCESSABLE, f"{where}: v must be a finite number")
-        if point.min is not None and value < point.min:
-            raise Problem(Code.UNPROCESSABLE, f"{where}: {value} is below the minimum {point.min}")
-        if point.max is not None and value > point.max:
-            raise Problem(Code.UNPROCESSABLE, f"{where}: {value} is above the maximum {point.max}")
+    try:
+        check_write(point, value, device)
+    except NotWritable as exc:
+        raise Problem(Code.FORBIDDEN, str(exc)) from None
+    except ValueRefused as exc:
+        raise Problem(Code.UNPROCESSABLE, str(exc)) from None
 
 
 @op("point.write", WriteArgs, writes=True)

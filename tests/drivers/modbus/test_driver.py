@@ -362,9 +362,9 @@ async def test_writes_reach_the_registers() -> None:
                                               "locked": None, "measured": 0, "enable": True}
         assert server.requests[6] == 1 and server.requests[16] == 2 and server.requests[5] == 1
 
-        with pytest.raises(PointNotWritable, match="dev/measured is read-only"):
+        with pytest.raises(PointNotWritable, match="dev/measured is not declared writable"):
             await driver.write(dev, p["measured"], 1)
-        with pytest.raises(DriverError, match="260 is above the allowed maximum 250"):
+        with pytest.raises(DriverError, match="260 is above the maximum 250 of dev/setpoint"):
             await driver.write(dev, p["setpoint"], 260)
         with pytest.raises(DriverError, match="outside uint32 range"):
             await driver.write(dev, p["counter"], -1)
