@@ -50,7 +50,7 @@ def _side(cert_path: Path, suffix: str) -> Path:
     return cert_path.with_name(cert_path.name + suffix)
 
 
-class CertTrial(Trial[Installed]):
+class CertTrial(Trial[Installed, "AgentContext"]):
     kind = "cert"
     record_type = Installed
     words = Words("cert.install", "cert.confirmed", "cert.rolled_back",

@@ -57,7 +57,7 @@ def _digest_of(path: Path) -> str:
     return digest(path.read_bytes().decode("utf-8", errors="replace"))
 
 
-class ConfigTrial(Trial[Pending]):
+class ConfigTrial(Trial[Pending, "AgentContext"]):
     kind = "config"
     record_type = Pending
     words = Words("config.apply", "config.confirmed", "config.rolled_back",

@@ -45,6 +45,9 @@ class Record(Protocol):
 
 
 R = TypeVar("R", bound=Record)
+# The agent the policies work on: the AgentContext, which names this module (its `Trials.trial`),
+# so the machine cannot import it and takes it as a type parameter instead.
+A = TypeVar("A")
 # (outcome, op=, succeeded=, result=) -> the final answer (CommandHandler.settle)
 Settle = Callable[..., dict[str, Any]]
 
@@ -67,7 +70,7 @@ class State(enum.Enum):
     DUE = "due"  # a record whose deadline has passed: only a rollback is left
 
 
-class Trial(Generic[R]):
+class Trial(Generic[R, A]):
     """The machine; a policy sets the class attributes and overrides the hooks below."""
 
     kind: ClassVar[str]  # the name the watcher and the Trials protocol know it by
@@ -104,13 +107,11 @@ class Trial(Generic[R]):
         """What is on trial, for the log and the restart reason."""
         return f"{self.kind} of {record.cmd_id}"
 
-    # `agent` below is the AgentContext, not imported here: the context names this class (its
-    # `Trials.trial`), and the policies, which import it, type it.
-    def stale(self, agent: Any, record: R) -> str | None:
+    def stale(self, agent: A, record: R) -> str | None:
         """Why the running agent is not the one on trial (then it is rolled back at once)."""
         return None
 
-    async def resume(self, agent: Any, why: str) -> bool:
+    async def resume(self, agent: A, why: str) -> bool:
         """After a rollback by the watcher: run what was put back. True when a restart does it
         (the outcome is then left for the next start to report, unless the broker is there)."""
         raise NotImplementedError

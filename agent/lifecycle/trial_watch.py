@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def trials_of(config: Any) -> dict[str, Trial[Any]]:
+def trials_of(config: Any) -> dict[str, Trial[Any, Any]]:
     """Every trial kind this config has, by name (no `cert` without a client certificate)."""
-    found: list[Trial[Any]] = [ConfigTrial(config.source), *update_trial.trials(config.update)]
+    found: list[Trial[Any, Any]] = [ConfigTrial(config.source), *update_trial.trials(config.update)]
     if (cert := cert_trial.of(config)) is not None:
         found.append(cert)
     return {trial.kind: trial for trial in found}
@@ -45,13 +45,13 @@ class TrialWatch:
     """The `Trials` of the running agent: every trial kind of its config, one watcher."""
 
     def __init__(self, agent: AgentContext, *, settle: Settle,
-                 kinds: Callable[[Any], dict[str, Trial[Any]]] = trials_of) -> None:
+                 kinds: Callable[[Any], dict[str, Trial[Any, Any]]] = trials_of) -> None:
         self.agent = agent
         self._settle = settle  # CommandHandler.settle: evt + the command's final cached answer
         self._kinds = kinds  # the trials of a config (a test hands its own policy)
         self._ended: dict[str, asyncio.Event] = {}  # per kind: a command ended the trial
 
-    def trial(self, kind: str) -> Trial[Any]:
+    def trial(self, kind: str) -> Trial[Any, Any]:
         """The machine of `kind` for the running config (KeyError when it has none)."""
         return self._kinds(self.agent.config)[kind]
 
@@ -81,7 +81,7 @@ class TrialWatch:
         await self.report(trial)
         return record
 
-    async def report(self, trial: Trial[Any]) -> None:
+    async def report(self, trial: Trial[Any, Any]) -> None:
         """Settle the outcome now (the `evt` is durable in the outbox); `cmd/res` now when the
         broker is there, else once it is (unless the agent stops first: the cached final answer
         still answers the backend's retry)."""
@@ -105,7 +105,7 @@ class TrialWatch:
             for trial in self._kinds(self.agent.config).values():
                 tg.create_task(self._take_up(trial, tg), name=f"trial-{trial.kind}")
 
-    async def _take_up(self, trial: Trial[Any], tg: asyncio.TaskGroup) -> None:
+    async def _take_up(self, trial: Trial[Any, Any], tg: asyncio.TaskGroup) -> None:
         if (final := trial.settle_outcome(self._settle)) is not None:
             tg.create_task(self._publish_when_connected(final))
         record = trial.pending()
@@ -122,7 +122,7 @@ class TrialWatch:
             return
         await self._watch(trial, record, ended)
 
-    async def _watch(self, trial: Trial[Any], record: Any, ended: asyncio.Event) -> None:
+    async def _watch(self, trial: Trial[Any, Any], record: Any, ended: asyncio.Event) -> None:
         delay = max(0.0, record.deadline - self.agent.clock.time())
         log.warning("%s on trial: %s within %.0fs or it is rolled back", trial.describe(record),
                     "it must reach the broker" if trial.commit_on_connect else "confirm it", delay)
@@ -145,7 +145,7 @@ class TrialWatch:
         trial.commit(now=self.agent.clock.time())
         await self.report(trial)
 
-    async def _proof(self, trial: Trial[Any], ended: asyncio.Event) -> None:
+    async def _proof(self, trial: Trial[Any, Any], ended: asyncio.Event) -> None:
         """Until a command ends the trial or, for a trial proven by a session, the broker took
         this agent's birth (`uplink.connected`)."""
         waits = [asyncio.ensure_future(ended.wait())]

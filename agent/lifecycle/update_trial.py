@@ -70,7 +70,7 @@ def running_version() -> str:
         return __version__
 
 
-class AgentRelease(Trial[Release]):
+class AgentRelease(Trial[Release, "AgentContext"]):
     kind = "update.agent"
     record_type = Release
     words = Words("update.install", "update.succeeded", "update.rolled_back",
@@ -188,7 +188,7 @@ class UpdateKind:
     name: str
     summary: str  # for the command's description and its refusal
     install: Callable[[Any, Staging, Callable[[], float]], Awaitable[dict[str, Any]]] | None
-    trial: Callable[[Any], Trial[Any]] | None  # from the config's `update:` section
+    trial: Callable[[Any], Trial[Any, Any]] | None  # from the config's `update:` section
 
 
 KINDS: dict[str, UpdateKind] = {k.name: k for k in (
@@ -198,7 +198,7 @@ KINDS: dict[str, UpdateKind] = {k.name: k for k in (
 )}
 
 
-def trials(settings: Any) -> list[Trial[Any]]:
+def trials(settings: Any) -> list[Trial[Any, Any]]:
     """The trial of each kind that has one, for the watcher and the start check."""
     return [kind.trial(settings) for kind in KINDS.values() if kind.trial is not None]
 

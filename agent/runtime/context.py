@@ -39,7 +39,7 @@ class Trials(Protocol):
     """The trials of changes on probation (agent/lifecycle/trial_watch.py): what commands begin,
     prove or undo. `kind` is `config`, `cert`, or `update.<kind>` (agent/lifecycle/update_trial.py)."""
 
-    def trial(self, kind: str) -> Trial[Any]: ...  # the machine, for its record
+    def trial(self, kind: str) -> Trial[Any, Any]: ...  # the machine, for its record
     def watch(self, kind: str) -> None: ...  # begun in this running agent: watch its deadline
     async def commit(self, kind: str) -> Any: ...  # proven by a command: stays, reported
     async def rollback(self, kind: str, reason: str) -> Any: ...  # undone, reported

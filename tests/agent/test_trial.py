@@ -37,7 +37,7 @@ class Swapped:
     by: str | None = None
 
 
-class Swap(Trial[Swapped]):
+class Swap(Trial[Swapped, Any]):
     """The smallest policy: `thing` holds the new text; a rollback writes the old one back."""
 
     kind = "swap"
