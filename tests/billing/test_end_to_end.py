@@ -71,6 +71,10 @@ async def day_by_day(agent: supervisor.Agent, clock: SteppedClock, first: date, 
         day += timedelta(days=1)
 
 
+def index_of(received: list[dict[str, Any]], dev: str, day: str) -> dict[str, Any]:
+    return next(b for b in received if b["dev"] == dev and b["date"] == day)
+
+
 def idx_messages(observer: Observer) -> list[dict[str, Any]]:
     return [m.body for m in observer.messages if m.topic.endswith("/idx") and not m.retained]
 
@@ -154,7 +158,10 @@ async def test_six_weeks_of_boundary_indexes_through_every_fault(tmp_path: Path)
     for body in received:
         mids.setdefault((body["dev"], body["date"]), set()).add(body["mid"])
     expected_days = [(date(2026, 10, 23) + timedelta(days=i)).isoformat() for i in range(41)]
-    assert sorted(mids) == sorted((d, day) for d in DEVICES for day in expected_days)
+    backfilled = [("wm-a011", "2026-09-01"), ("wm-a011", "2026-10-01")]  # kept by the meter
+    assert sorted(mids) == sorted([(d, day) for d in DEVICES for day in expected_days]
+                                  + backfilled)
+    assert all(index_of(received, *key)["src"] == "meter" for key in backfilled)
     assert all(len(found) == 1 for found in mids.values()), "a boundary with two mids"
     assert len({m for found in mids.values() for m in found}) == len(mids)
     resent = [b for b in idx_messages(observer) if b.get("resent")]
