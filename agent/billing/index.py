@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from agent.sdk import units
 from agent.billing import boundaries
 from agent.billing import stored as stored_values
+from agent.billing.obs import Obs
 from agent.billing.meters import FLOW_POINTS, HOUR_FLOW, ID_POINTS, MeterSpec
 from agent.billing.stored import Stored, digits_of as _digits, number as _number
 from agent.sdk.models import PointValue, Quality, Reading
@@ -35,35 +36,6 @@ HOUR = 3600
 HOUR_GAP = 2 * HOUR  # hourly flows only between readings at most this far apart (evidence)
 CLOCK_DRIFT = 86400.0  # a meter clock further off than this makes its dates untrustworthy
 NEAR_ZERO = Decimal("0.01")  # a new index below 1 % of the last one: a new meter counting from 0
-
-
-@dataclass(frozen=True, slots=True)
-class Obs:
-    """One reading of the index as billing keeps it."""
-
-    t: float
-    digits: str  # the number as the meter sent it
-    scale: str  # decimal factor to the meter's unit
-    unit: str | None  # the meter's unit (m3, Wh, kWh...)
-    meter: str | None  # the meter's id, when known
-    cum: Decimal  # continuous count across rollovers and replacements
-
-    @property
-    def count(self) -> Decimal:
-        return Decimal(self.digits)
-
-    def exact(self) -> str:
-        """The meter's value in its own unit, exactly: 00152340 x 0.001 -> 152.340."""
-        return f"{self.count * Decimal(self.scale):f}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 3), "digits": self.digits, "scale": self.scale,
-                "unit": self.unit, "meter": self.meter, "cum": str(self.cum)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Obs:
-        return cls(float(d["t"]), str(d["digits"]), str(d["scale"]), d.get("unit"),
-                   d.get("meter"), Decimal(str(d["cum"])))
 
 
 @dataclass
@@ -220,9 +192,9 @@ class MeterIndex:
     def _boundaries(self, last: Obs, obs: Obs, values: dict[str, PointValue],
                     out: Outcome) -> None:
         done = float(self.state.get("done", 0.0))
-        stored = self._stored(values, obs, out)
+        anchors = self._anchors(last, obs, self._stored(values, obs, out))
         for instant, day in boundaries.between(max(last.t, done), obs.t, self.tz):
-            record = self._at(instant, day, last, obs, stored)
+            record = self._at(instant, day, last, obs, anchors)
             self._consumption(record, day, Decimal(record["cum"]))
             self.state["done"] = instant
             out.indexes.append((record, _copy(self.state)))
@@ -281,16 +253,30 @@ class MeterIndex:
             record.update(meter_time=keep.meter_time, offset=round(keep.offset, 3))
         return record
 
-    def _at(self, instant: float, day: date, last: Obs, obs: Obs,
-            stored: dict[str, Stored]) -> dict[str, Any]:
-        base = self._base(instant, day)
-        keep = stored.get(day.isoformat())
-        if keep is not None and obs.meter == last.meter:
-            # The meter's own count continues this meter's cum (same rollover and offset).
+    def _anchors(self, last: Obs, obs: Obs,
+                  stored: dict[str, Stored]) -> dict[str, tuple[Obs, Stored]]:
+        """The stored values that lie between the two readings of this meter, by boundary date,
+        each with its place in this meter's continuous count (same rollovers and offset); one
+        that would make the count go down is not this meter's count and is left out."""
+        found: dict[str, tuple[Obs, Stored]] = {}
+        if obs.meter != last.meter:
+            return found
+        floor = last.cum
+        for keep in sorted(stored.values(), key=lambda k: k.instant):
             cum = keep.count + obs.cum - obs.count
-            if last.cum <= cum <= obs.cum:
-                value = Obs(instant, keep.digits, keep.scale, keep.unit, obs.meter, cum)
-                return {**base, **self._meter_src(value, keep)}
+            at = keep.instant + keep.offset  # the meter's own instant
+            if last.t < at <= obs.t and floor <= cum <= obs.cum:
+                found[keep.day] = (Obs(at, keep.digits, keep.scale, keep.unit, obs.meter, cum),
+                                   keep)
+                floor = cum
+        return found
+
+    def _at(self, instant: float, day: date, last: Obs, obs: Obs,
+            anchors: dict[str, tuple[Obs, Stored]]) -> dict[str, Any]:
+        base = self._base(instant, day)
+        if day.isoformat() in anchors:
+            value, keep = anchors[day.isoformat()]
+            return {**base, **self._meter_src(value, keep)}
         before, after = instant - last.t, obs.t - instant
         replaced = obs.meter != last.meter or "replaced_at" in self.state and \
             float(self.state["replaced_at"]) == round(obs.t, 3)
@@ -298,17 +284,27 @@ class MeterIndex:
             near = last if before <= after or replaced else obs
             return {**base, **self._public(near, with_time=False), "src": "reading",
                     "offset": round(near.t - instant, 3)}
-        span = obs.cum - last.cum
-        fraction = Decimal(repr((instant - last.t) / (obs.t - last.t)))
-        exponent = min(Decimal(last.digits).as_tuple().exponent,
-                       Decimal(obs.digits).as_tuple().exponent)  # the meter's resolution
-        cum = (last.cum + span * fraction).quantize(Decimal(1).scaleb(int(exponent)))
+        # Between the nearest known counts: the readings, or the meter's own stored values when
+        # some lie between them (a gateway off for weeks), so the line never crosses them.
+        known = [a for a, _ in anchors.values()]
+        low = max((a for a in known if a.t < instant), key=lambda a: a.t, default=last)
+        high = min((a for a in known if a.t > instant), key=lambda a: a.t, default=obs)
+        fraction = Decimal(repr((instant - low.t) / (high.t - low.t)))
+        exponent = min(Decimal(low.digits).as_tuple().exponent,
+                       Decimal(high.digits).as_tuple().exponent)  # the meter's resolution
+        cum = (low.cum + (high.cum - low.cum) * fraction).quantize(
+            Decimal(1).scaleb(int(exponent)))
         digits = cum - (obs.cum - obs.count)
         if digits < 0 and self.spec.rollover:
             digits += self.spec.rollover
         value = Obs(instant, f"{digits:f}", obs.scale, obs.unit, obs.meter, cum)
         return {**base, **self._public(value, with_time=False), "src": "interpolated",
-                "before": self._public(last), "after": self._public(obs)}
+                "before": self._bound(low, last, obs), "after": self._bound(high, last, obs)}
+
+    def _bound(self, point: Obs, last: Obs, obs: Obs) -> dict[str, Any]:
+        """An end of an interpolation: a reading, or a stored value of the meter (`src`)."""
+        public = self._public(point)
+        return public if point is last or point is obs else {**public, "src": "meter"}
 
     def _consumption(self, record: dict[str, Any], day: date, cum: Decimal) -> None:
         """Day (and month) consumption ending at this boundary, when the start is known."""

@@ -80,7 +80,7 @@ def collect(spec: MeterSpec, values: dict[str, PointValue], tz: ZoneInfo, max_of
         day, instant, offset = placed
         found.values.setdefault(day.isoformat(), Stored(
             day.isoformat(), instant, meter_day.isoformat(),
-            meter_time.isoformat() if meter_time else None, offset, digits, scale, unit,
+            meter_time.time().isoformat() if meter_time else None, offset, digits, scale, unit,
             value_name))
     return found
 

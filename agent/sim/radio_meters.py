@@ -5,8 +5,7 @@ Every flat has a cold-water meter (Sappel/Diehl, T1-like, every `interval` s) â€
 two flats a heat meter (Kamstrup-like) and two radiators a heat cost allocator (Qundis-like),
 plus a neighbour's meter that no config knows. All encrypted with OMS mode 5 and a per-meter key
 (`keys_file()` writes them in the format `batigate wmbus keys` reads). The water and heat meters
-bill a dwelling (`C-101`...); the water meters send their set-day and two month-end values with
-their dates, so billing has last month's indexes from the first telegram heard.
+bill a dwelling (`C-101`...) and send their set-day and two month-end values with their dates, so billing has last month's indexes from the first telegram heard.
 
 `RadioAir.run()` plays the air: each meter transmits at its interval with a little jitter, with
 an RSSI of its own that wanders by a few dB; some telegrams are heard twice (a repeater, or the
@@ -88,8 +87,13 @@ class RadioMeter:
     def telegram(self, now: float) -> bytes:
         self.access = (self.access + 1) & 0xFF
         src = self.source
+        # A radio meter sends everything in one telegram: a wired meter's later telegrams (a
+        # heat meter's stored values) follow its first, without the "more follows" 0x1F.
+        count = src.telegram_count() if hasattr(src, "telegram_count") else 1
+        parts = [src.records(i, now) for i in range(count)]
+        data = b"".join([p[:-1] for p in parts[:-1]] + parts[-1:])
         return stripped(src.ident, src.manufacturer, src.version, src.medium, self.access,
-                        src.records(0, now), key=self.key)
+                        data, key=self.key)
 
 
 def _key(n: int) -> bytes:
@@ -109,7 +113,8 @@ def default_radio_meters(clock: Clock = time.time, interval: float = 16.0,
                                  dwelling=f"C-{flat}", medium="cold_water"))
     for n, flat in enumerate((101, 102)):
         heat = HeatMeter(0, f"4200{flat:04d}", "KAM", 0x1B, 0x04, clock,
-                         nominal_w=4000 + 1000 * n, base_wh=3_000_000 + 900_000 * n)
+                         nominal_w=4000 + 1000 * n, base_wh=3_000_000 + 900_000 * n,
+                         history_months=3, past=True)
         meters.append(RadioMeter(f"flat-{flat}-heat", heat, _key(10 + n), interval, -70.0 - 4 * n,
                                  profile="heat-meter", dwelling=f"C-{flat}", medium="heat"))
     for n, flat in enumerate((101, 102)):
