@@ -63,7 +63,7 @@ class Building:
         for meter in self.mbus.meters.values():
             self.targets[meter_name(meter)] = MeterHandle(meter, self.clock)
         self.ports: tuple[int, int] = (0, 0)
-        self.radio_meters = default_radio_meters(self.clock, interval=radio_interval)
+        self.radio_meters = default_radio_meters(self.clock, interval=radio_interval, tz=SITE_TZ)
         self.air = RadioAir(self.radio_meters, self.clock)
         self.sticks = {"im871a": EmulatedStick("im871a"), "amber": EmulatedStick("amber")}
         self.air.sticks.extend(self.sticks.values())

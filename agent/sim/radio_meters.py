@@ -101,7 +101,9 @@ def _key(n: int) -> bytes:
 
 
 def default_radio_meters(clock: Clock = time.time, interval: float = 16.0,
-                         silent_after: float | None = 180.0) -> list[RadioMeter]:
+                         silent_after: float | None = 180.0, tz: str = "UTC") -> list[RadioMeter]:
+    """The flats' meters; the water and heat meters keep the legal time of zone `tz` (their
+    date records and the days they store their values on)."""
     meters = []
     for n, flat in enumerate((101, 102, 103, 104)):
         # Its set-day value and two month-end values, as OMS water meters send them.
@@ -121,6 +123,9 @@ def default_radio_meters(clock: Clock = time.time, interval: float = 16.0,
         hca = HeatCostAllocator(f"4300{flat:04d}", clock=clock, units_per_day=10 + 4 * n)
         meters.append(RadioMeter(f"flat-{flat}-hca", hca, _key(20 + n), interval, -75.0 - 3 * n,
                                  profile="heat-cost-allocator"))
+    for radio in meters:
+        if isinstance(radio.source, WaterMeter | HeatMeter):
+            radio.source.tz = tz
     neighbour = WaterMeter(0, "49990001", "ITW", 0x20, 0x07, clock, daily_litres=100)
     meters.append(RadioMeter("neighbour", neighbour, _key(99), interval * 2, -92.0,
                              configured=False))

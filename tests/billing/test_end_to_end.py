@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from agent.commands import signing
 from agent.runtime import supervisor
 from agent.billing import boundaries
 from agent.cli.main import main as cli
-from agent.sdk.clock import SystemClock
 from drivers.mbus.simulator import MBusSimulator, WaterMeter
-from tests.billing.helpers import PARIS, paris
+from tests.billing.helpers import PARIS, SteppedClock, paris
 from tests.faults.harness import persistent_broker
 from tests.integration.helpers import load, running_agent, write_config
 from tests.integration.test_schemas import assert_valid
@@ -34,22 +32,6 @@ from tests.observer import observing as observe
 
 ROOT = "bgw/v1/site-a/gw-test"
 DEVICES = ("wm-a011", "wm-a012")
-
-
-class SteppedClock(SystemClock):
-    """The system clock's scheduling, with a wall clock the test moves forward."""
-
-    def __init__(self, start: float) -> None:
-        self.offset = start - time.time()
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-    def synced(self) -> bool:
-        return True
-
-    def jump_to(self, wall: float) -> None:
-        self.offset = wall - time.time()
 
 
 async def polled_after(agent: supervisor.Agent, wall: float) -> None:
