@@ -28,13 +28,15 @@ CSV_COLUMNS = ("dwelling", "device", "meter", "medium", "start_date", "start_ind
 
 
 def provenance(record: dict[str, Any] | None, tz: ZoneInfo) -> str:
-    """`meter 2026-11-01`, `reading -120s`, `interpolated 2026-10-31T22:10..2026-11-01T06:00`
+    """`meter 2026-11-01` (`meter 2026-11-30 23:59` from a meter's date-time), `reading -120s`, `interpolated 2026-10-31T22:10..2026-11-01T06:00`
     (the two readings, local time)."""
     if record is None:
         return "missing"
     src = record["src"]
-    if src == "meter":
-        return f"meter {record['meter_date']}"
+    if src == "meter":  # the meter's date; its time too when it stored one off midnight
+        time = record.get("meter_time")
+        return f"meter {record['meter_date']}" + (f" {time[:5]}" if time and
+                                                   time != "00:00:00" else "")
     if src == "reading":
         return f"reading {record['offset']:+g}s"
     before, after = (boundaries.iso(record[k]["t"], tz)[:16] for k in ("before", "after"))

@@ -26,7 +26,10 @@ from zoneinfo import ZoneInfo
 
 from agent.sdk import units
 from agent.billing import boundaries
+from agent.billing import stored as stored_values
+from agent.billing.obs import Obs
 from agent.billing.meters import FLOW_POINTS, HOUR_FLOW, ID_POINTS, MeterSpec
+from agent.billing.stored import Stored, digits_of as _digits, number as _number
 from agent.sdk.models import PointValue, Quality, Reading
 
 HOUR = 3600
@@ -35,40 +38,12 @@ CLOCK_DRIFT = 86400.0  # a meter clock further off than this makes its dates unt
 NEAR_ZERO = Decimal("0.01")  # a new index below 1 % of the last one: a new meter counting from 0
 
 
-@dataclass(frozen=True, slots=True)
-class Obs:
-    """One reading of the index as billing keeps it."""
-
-    t: float
-    digits: str  # the number as the meter sent it
-    scale: str  # decimal factor to the meter's unit
-    unit: str | None  # the meter's unit (m3, Wh, kWh...)
-    meter: str | None  # the meter's id, when known
-    cum: Decimal  # continuous count across rollovers and replacements
-
-    @property
-    def count(self) -> Decimal:
-        return Decimal(self.digits)
-
-    def exact(self) -> str:
-        """The meter's value in its own unit, exactly: 00152340 x 0.001 -> 152.340."""
-        return f"{self.count * Decimal(self.scale):f}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 3), "digits": self.digits, "scale": self.scale,
-                "unit": self.unit, "meter": self.meter, "cum": str(self.cum)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Obs:
-        return cls(float(d["t"]), str(d["digits"]), str(d["scale"]), d.get("unit"),
-                   d.get("meter"), Decimal(str(d["cum"])))
-
-
 @dataclass
 class Outcome:
     indexes: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     derived: list[Reading] = field(default_factory=list)
+    other_unit: int = 0  # stored values not used: another unit or scale than the index
     state: dict[str, Any] = field(default_factory=dict)  # after everything above
 
 
@@ -96,8 +71,9 @@ class MeterIndex:
         obs = self._obs(pv, values, ts)
         last = Obs.from_dict(self.state["last"]) if "last" in self.state else None
         if last is None:
-            self.state["last"] = obs.as_dict()
             self.state["unit"] = self._senml_unit(pv)
+            self._backfill(obs, values, out)
+            self.state["last"] = obs.as_dict()
             out.state = self.state
             return out
         if ts <= last.t:
@@ -216,45 +192,91 @@ class MeterIndex:
     def _boundaries(self, last: Obs, obs: Obs, values: dict[str, PointValue],
                     out: Outcome) -> None:
         done = float(self.state.get("done", 0.0))
-        stored = self._stored(values, out)
+        anchors = self._anchors(last, obs, self._stored(values, obs, out))
         for instant, day in boundaries.between(max(last.t, done), obs.t, self.tz):
-            record = self._at(instant, day, last, obs, stored)
+            record = self._at(instant, day, last, obs, anchors)
             self._consumption(record, day, Decimal(record["cum"]))
             self.state["done"] = instant
             out.indexes.append((record, _copy(self.state)))
 
-    def _stored(self, values: dict[str, PointValue], out: Outcome) -> dict[str, Obs]:
-        """The meter's stored values by the local date they are the index of."""
-        found: dict[str, Obs] = {}
-        names = set(values)
-        for value_name, date_name in self.spec.stored_pairs(names):
-            pv = values.get(value_name)
-            if pv is None or pv.quality is Quality.BAD or not _number(pv.value):
-                continue
-            when = values.get(date_name)
-            text = when.value if when is not None and when.quality is not Quality.BAD else None
-            day = text[:10] if isinstance(text, str) and _is_date(text[:10]) else None
-            self._date_problem(date_name, None if day else
-                               f"stored value {value_name} has no valid date", out)
-            if day is None:
-                continue
-            digits, scale, unit = pv.raw or (_digits(pv.value), "1", self.spec.unit)
-            found.setdefault(day, Obs(0.0, digits, scale, unit, None, Decimal(digits)))
+    def _backfill(self, first: Obs, values: dict[str, PointValue], out: Outcome) -> None:
+        """First sight of the meter (a new gateway, a meter just configured): the boundaries the
+        meter kept a dated value for, before this first reading, from those values (src meter).
+        A value above a later one or above this reading is not this meter's count: not used.
+        The state given with each index has no `last` until the end, so a crash half-way
+        backfills again at the next start, and the boundaries already kept are not made twice
+        (`done`, and the service's check of its history)."""
+        done = float(self.state.get("done", 0.0))
+        stored = sorted((s for s in self._stored(values, first, out).values()
+                         if done < s.instant < first.t), key=lambda s: s.instant)
+        ceiling, kept = first.count, []
+        for value in reversed(stored):
+            if value.count <= ceiling:
+                kept.append(value)
+                ceiling = value.count
+        for value in reversed(kept):
+            day = date.fromisoformat(value.day)
+            obs = Obs(value.instant, value.digits, value.scale, value.unit, first.meter,
+                      value.count)
+            record = {**self._base(value.instant, day), **self._meter_src(obs, value)}
+            self._consumption(record, day, value.count)
+            self.state["done"] = value.instant
+            out.indexes.append((record, _copy(self.state)))
+
+    def _stored(self, values: dict[str, PointValue], obs: Obs,
+                out: Outcome) -> dict[str, Stored]:
+        """The meter's stored values by the local date they are the index of; what cannot be
+        used is reported (once per episode), never skipped silently."""
+        found = stored_values.collect(self.spec, values, self.tz, self.max_offset,
+                                      (obs.scale, obs.unit))
+        for point, problem in found.bad_dates:
+            self._date_problem(point, problem, out)
+        flags = self.state["flags"]
+        other = {item["point"] for item in found.other_unit}
+        for item in found.other_unit:
+            out.other_unit += 1
+            if not flags.get(f"unit:{item['point']}"):
+                out.events.append({**self._event("meter.stored_unit"), **item})
+            flags[f"unit:{item['point']}"] = True
+        for key in [k for k in flags if k.startswith("unit:") and k[5:] not in other]:
+            flags.pop(key)
+        return found.values
+
+    def _base(self, instant: float, day: date) -> dict[str, Any]:
+        return {"date": day.isoformat(), "b": instant, "at": boundaries.iso(instant, self.tz),
+                "month": boundaries.is_month_start(day)}
+
+    def _meter_src(self, value: Obs, keep: Stored) -> dict[str, Any]:
+        record = {**self._public(value, with_time=False), "src": "meter",
+                  "meter_date": keep.meter_date}
+        if keep.meter_time is not None:
+            record.update(meter_time=keep.meter_time, offset=round(keep.offset, 3))
+        return record
+
+    def _anchors(self, last: Obs, obs: Obs,
+                  stored: dict[str, Stored]) -> dict[str, tuple[Obs, Stored]]:
+        """The stored values that lie between the two readings of this meter, by boundary date,
+        each with its place in this meter's continuous count (same rollovers and offset); one
+        that would make the count go down is not this meter's count and is left out."""
+        found: dict[str, tuple[Obs, Stored]] = {}
+        if obs.meter != last.meter:
+            return found
+        floor = last.cum
+        for keep in sorted(stored.values(), key=lambda k: k.instant):
+            cum = keep.count + obs.cum - obs.count
+            at = keep.instant + keep.offset  # the meter's own instant
+            if last.t < at <= obs.t and floor <= cum <= obs.cum:
+                found[keep.day] = (Obs(at, keep.digits, keep.scale, keep.unit, obs.meter, cum),
+                                   keep)
+                floor = cum
         return found
 
     def _at(self, instant: float, day: date, last: Obs, obs: Obs,
-            stored: dict[str, Obs]) -> dict[str, Any]:
-        base: dict[str, Any] = {"date": day.isoformat(), "b": instant,
-                                "at": boundaries.iso(instant, self.tz),
-                                "month": boundaries.is_month_start(day)}
-        keep = stored.get(day.isoformat())
-        if keep is not None and obs.meter == last.meter:
-            # The meter's own count continues this meter's cum (same rollover and offset).
-            cum = keep.count + obs.cum - obs.count
-            if last.cum <= cum <= obs.cum and keep.scale == obs.scale:
-                value = Obs(instant, keep.digits, keep.scale, keep.unit, obs.meter, cum)
-                return {**base, **self._public(value, with_time=False), "src": "meter",
-                        "meter_date": day.isoformat()}
+            anchors: dict[str, tuple[Obs, Stored]]) -> dict[str, Any]:
+        base = self._base(instant, day)
+        if day.isoformat() in anchors:
+            value, keep = anchors[day.isoformat()]
+            return {**base, **self._meter_src(value, keep)}
         before, after = instant - last.t, obs.t - instant
         replaced = obs.meter != last.meter or "replaced_at" in self.state and \
             float(self.state["replaced_at"]) == round(obs.t, 3)
@@ -262,17 +284,27 @@ class MeterIndex:
             near = last if before <= after or replaced else obs
             return {**base, **self._public(near, with_time=False), "src": "reading",
                     "offset": round(near.t - instant, 3)}
-        span = obs.cum - last.cum
-        fraction = Decimal(repr((instant - last.t) / (obs.t - last.t)))
-        exponent = min(Decimal(last.digits).as_tuple().exponent,
-                       Decimal(obs.digits).as_tuple().exponent)  # the meter's resolution
-        cum = (last.cum + span * fraction).quantize(Decimal(1).scaleb(int(exponent)))
+        # Between the nearest known counts: the readings, or the meter's own stored values when
+        # some lie between them (a gateway off for weeks), so the line never crosses them.
+        known = [a for a, _ in anchors.values()]
+        low = max((a for a in known if a.t < instant), key=lambda a: a.t, default=last)
+        high = min((a for a in known if a.t > instant), key=lambda a: a.t, default=obs)
+        fraction = Decimal(repr((instant - low.t) / (high.t - low.t)))
+        exponent = min(Decimal(low.digits).as_tuple().exponent,
+                       Decimal(high.digits).as_tuple().exponent)  # the meter's resolution
+        cum = (low.cum + (high.cum - low.cum) * fraction).quantize(
+            Decimal(1).scaleb(int(exponent)))
         digits = cum - (obs.cum - obs.count)
         if digits < 0 and self.spec.rollover:
             digits += self.spec.rollover
         value = Obs(instant, f"{digits:f}", obs.scale, obs.unit, obs.meter, cum)
         return {**base, **self._public(value, with_time=False), "src": "interpolated",
-                "before": self._public(last), "after": self._public(obs)}
+                "before": self._bound(low, last, obs), "after": self._bound(high, last, obs)}
+
+    def _bound(self, point: Obs, last: Obs, obs: Obs) -> dict[str, Any]:
+        """An end of an interpolation: a reading, or a stored value of the meter (`src`)."""
+        public = self._public(point)
+        return public if point is last or point is obs else {**public, "src": "meter"}
 
     def _consumption(self, record: dict[str, Any], day: date, cum: Decimal) -> None:
         """Day (and month) consumption ending at this boundary, when the start is known."""
@@ -339,24 +371,8 @@ class MeterIndex:
         return event
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _digits(value: Any) -> str:
-    return f"{Decimal(repr(value)):f}" if isinstance(value, float) else str(value)
-
-
 def _float(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
-
-
-def _is_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _local(value: Any, tz: ZoneInfo) -> float | None:

@@ -44,7 +44,7 @@ class MeterSpec:
     medium: str | None
     index: str  # the index point
     unit: str | None  # the index point's configured unit (the meter's unit when no raw digits)
-    stored: tuple[tuple[str, str], ...]  # (value point, date point) per storage number
+    stored: tuple[tuple[str, tuple[str, ...]], ...]  # (value point, its date points) per storage
     auto: bool  # no configured points: stored values are paired by their generated names
     rollover: int | None
     meter_ref: str | None  # what the config says identifies the meter (secondary address)
@@ -55,7 +55,10 @@ class MeterSpec:
 
     def stored_pairs(self, names: set[str]) -> list[tuple[str, str]]:
         if not self.auto:
-            return list(self.stored)
+            # A storage may have a date point and a date-time point (meters send one or the
+            # other): the one this read-out has, else the first (reported missing).
+            return [(value, next((d for d in dates if d in names), dates[0]))
+                    for value, dates in self.stored]
         out = []
         for name in sorted(names):
             found = _STORED_NAME.match(name)
@@ -107,21 +110,23 @@ def _selector(point: Any) -> Any:
     return getattr(point, "record", None)
 
 
-def _configured_pairs(device: DeviceConfig, index: str) -> tuple[tuple[str, str], ...]:
-    """Points of the index's quantity at storage n > 0, each with the date point of storage n."""
+def _configured_pairs(device: DeviceConfig,
+                      index: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Points of the index's quantity at storage n > 0, each with the date points of storage n."""
     index_point = next((p for p in device.points if p.name == index), None)
     quantity = getattr(_selector(index_point), "quantity", index)
-    dates: dict[int, str] = {}
+    dates: dict[int, list[str]] = {}
     values: list[tuple[int, str]] = []
     for point in device.points:
         selector = _selector(point)
         if selector is None or selector.storage == 0 or selector.tariff or selector.subunit:
             continue
         if selector.quantity in DATE_QUANTITIES:
-            dates.setdefault(selector.storage, point.name)
+            dates.setdefault(selector.storage, []).append(point.name)
         elif selector.quantity == quantity and selector.function == "instantaneous":
             values.append((selector.storage, point.name))
-    return tuple((name, dates.get(storage, f"date_s{storage}")) for storage, name in values)
+    return tuple((name, tuple(dates.get(storage, [f"date_s{storage}"])))
+                 for storage, name in values)
 
 
 def derived_points(device: DeviceConfig) -> list[str]:

@@ -54,6 +54,8 @@ class Billing:
         self.synced = synced
         self.indexes_made = 0
         self.unsynced_skipped = 0
+        self.kept_existing = 0  # boundaries whose index was kept already: never made twice
+        self.stored_other_unit = 0  # stored values not used: another unit than the index
         self.meters: dict[str, MeterIndex] = {}
         self.configure(config)
 
@@ -91,7 +93,16 @@ class Billing:
         outcome = meter.observe({v.name: v for v in values}, ts)
         key = STATE + device.id
         now = self.clock()
+        self.stored_other_unit += outcome.other_unit
         for record, state in outcome.indexes:
+            if self.outbox.get_meta(history_key(device.id, record["b"])) is not None:
+                # Already kept (and sent under its mid): an index is never overwritten nor
+                # made again under a new mid; the meter's state moves on all the same.
+                self.kept_existing += 1
+                log.warning("meter %s: the index of %s is kept already; not made again",
+                            device.id, record["date"])
+                self.outbox.stage_meta({key: state})
+                continue
             body = self.body(meter.spec, record)
             mid = uuid7(now)
             self.outbox.enqueue(f"dev/{device.id}/idx", body, prio=PRIO_INDEX, sess=self.session,

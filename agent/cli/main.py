@@ -181,17 +181,22 @@ def config_show(config_path: Path) -> None:
               help="the raw message stream instead of the dashboard")
 @click.option("--speed", type=click.FloatRange(0.1, 100), default=1.0, show_default=True,
               help="play the fault scenario this many times faster")
-def demo(seconds: float, raw_log: bool, speed: float) -> None:
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="keep the config and the outbox in this new folder (for meters export)")
+def demo(seconds: float, raw_log: bool, speed: float, keep: Path | None) -> None:
     """Simulated building + local broker + agent, on a live dashboard. Ctrl-C stops.
 
     Off a terminal (or with --log) the raw MQTT messages scroll instead.
 
     \b
-    Example:  batigate demo --seconds 30
+    Examples:
+      batigate demo --seconds 30
+      batigate demo --seconds 30 --keep /tmp/demo
+      batigate meters export --config /tmp/demo/gateway.yaml --month 2026-11 --csv
     """
     from agent.sim import demo as demo_mod  # noqa: PLC0415
 
-    sys.exit(asyncio.run(demo_mod.run(seconds, log=raw_log, speed=speed)))
+    sys.exit(asyncio.run(demo_mod.run(seconds, log=raw_log, speed=speed, keep=keep)))
 
 
 @main.group("mbus")

@@ -155,6 +155,8 @@ MESSAGES: dict[str, str] = {
     "demo.page": "status page: {url}",
     "demo.scenario": "scenario {name!r} starts in {s} s",
     "demo.stopped": "demo stopped",
+    "demo.kept": "kept in {path}; last month's bill from the meters' own indexes: batigate meters export --config {config} --month {month} --csv",
+    "demo.keep_not_empty": "{path} is not empty: --keep needs a new or empty folder (a previous demo's outbox would not match the restarted meters)",
     # batigate write
     "write.confirm": "Write {value} {unit} to {dev}/{point} (bus {bus}, address {address})?",
     "write.done": "{dev}/{point} = {value} {unit} written (via {via})",

@@ -155,6 +155,8 @@ MESSAGES: dict[str, str] = {
     "demo.page": "page d'état : {url}",
     "demo.scenario": "le scénario {name!r} démarre dans {s} s",
     "demo.stopped": "démo arrêtée",
+    "demo.kept": "conservé dans {path} ; la facture du mois dernier sur les index des compteurs eux-mêmes : batigate meters export --config {config} --month {month} --csv",
+    "demo.keep_not_empty": "{path} n'est pas vide : --keep demande un dossier nouveau ou vide (l'outbox d'une démo précédente ne correspondrait pas aux compteurs redémarrés)",
     # batigate write
     "write.confirm": "Écrire {value} {unit} dans {dev}/{point} (bus {bus}, adresse {address}) ?",
     "write.done": "{dev}/{point} = {value} {unit} écrit (via {via})",

@@ -177,7 +177,9 @@ class Agent:
                      **({"sparkplug": self.uplink.sparkplug.stats()}
                         if self.uplink.sparkplug is not None else {})},
             "billing": {"meters": len(self.billing.meters), "indexes": self.billing.indexes_made,
-                        "unsynced_skipped": self.billing.unsynced_skipped},
+                        "unsynced_skipped": self.billing.unsynced_skipped,
+                        "kept_existing": self.billing.kept_existing,
+                        "stored_other_unit": self.billing.stored_other_unit},
             "control": self.control_stats.as_dict(),
             "health_failures": self.health_failures,
             "cpu_s": round(time.process_time(), 2), "pid": os.getpid(),

@@ -5,13 +5,15 @@
   inputs carry the skydome (0) and garage-door (1) contacts: GPIO cannot travel over a network,
   so the contacts are simulated the way many sites wire them, through an I/O module.
 - M-Bus over TCP (`drivers.mbus.simulator.MBusSimulator`): water meters 1-5 (meter 4 leaks
-  6 l/h day and night) and heat meters 10-12.
+  6 l/h day and night) and heat meters 10-12, each billing a dwelling and keeping its set-day
+  and month-end values with their dates (`agent.sim.meters`).
 - Radio (`agent.sim.radio_meters`): the flats' wireless M-Bus meters, encrypted (OMS mode 5),
   heard by an emulated iM871A and an emulated Amber AMB8465 on TCP (`agent.sim.radio_stick`):
   flat 103's water leaks, flat 104's meter falls silent after 3 minutes, a neighbour's meter is
   heard too; `keys_file()` writes the keys the gateway needs.
 
-Every device reads the same `SimClock`; `play(scenario, speed)` runs a scenario file against it
+The Modbus equipment's scenario hooks are in `agent.sim.scripted`. Every device reads the same
+`SimClock`; `play(scenario, speed)` runs a scenario file against it
 (see `agent.sim.scenario`). `gateway_sections()` gives the `buses:`/`devices:` a gateway config
 needs, with the device profiles, so `batigate sim` and the demo share one description.
 """
@@ -20,259 +22,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
-
 from pathlib import Path
+from typing import Any
 
-from agent.sim.modbus_building import Image, LiftStation, ModbusBuilding, Table, VmcCaisson
+from agent.sim.meters import MeterHandle, building_meters, meter_devices, meter_name
+from agent.sim.modbus_building import ModbusBuilding
 from agent.sim.radio_meters import RadioAir, default_radio_meters, gateway_devices, keys_file
 from agent.sim.radio_stick import EmulatedStick
 from agent.sim.scenario import SimClock, Step
 from agent.sim.scenario import load as load_scenario
-from drivers.mbus.simulator import HeatMeter, MBusSimulator, SimMeter, WaterMeter, default_meters
+from agent.sim.scripted import (Contact, IoModule, LiftBox, NoVariables, ScriptedPit, ScriptedVmc,
+                                Settable)
+from drivers.mbus.simulator import MBusSimulator
 
 LIFT_UNIT, IO_UNIT = 4, 5
 SITE_TZ = "Europe/Paris"
-# Billing keys of the simulated meters: the landlord's lot reference and what each one counts.
-METER_BILLING = {1: ("A-011", "cold_water"), 2: ("A-012", "cold_water"), 3: ("A-012", "hot_water"),
-                 4: ("B-021", "cold_water"), 5: ("B-022", "cold_water"), 10: ("A-011", "heat"),
-                 11: ("A-012", "heat"), 12: ("B-021", "heat")}
-
-
-class Settable(Protocol):
-    variables: tuple[str, ...]  # what `set` accepts, checked before a scenario plays
-
-    def set(self, name: str, value: Any) -> None: ...
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: true or false, not {value!r}")
-    return value
-
-
-def _number(name: str, value: Any, *, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: a number{' or null' if optional else ''}, not {value!r}")
-    return float(value)
-
-
-def _unknown(kind: str, name: str, known: str) -> ValueError:
-    return ValueError(f"{kind} has no variable {name!r}; it has: {known}")
-
-
-# -- Modbus devices with scenario hooks --------------------------------------------------------
-
-
-class ScriptedVmc(VmcCaisson):
-    """The VMC caisson, plus `depression` (Pa, null = back to physics), `fault`, `fan_enable`,
-    `filter_clogged`."""
-
-    variables = ("depression", "fault", "fan_enable", "filter_clogged")
-
-    def __init__(self, unit: int, start: float, setpoint: int = 120) -> None:
-        super().__init__(unit, start, setpoint)
-        self.forced_pressure: float | None = None
-        self.forced_filter: bool | None = None
-
-    def advance(self, now: float) -> None:
-        super().advance(now)
-        if self.forced_pressure is not None:
-            self.pressure = self.forced_pressure
-
-    def image(self) -> Image:
-        image = super().image()
-        if self.forced_filter is not None:
-            image["discrete"][1] = int(self.forced_filter)
-        return image
-
-    def set(self, name: str, value: Any) -> None:
-        if name == "depression":
-            self.forced_pressure = _number(name, value, optional=True)
-        elif name == "fault":
-            self.fault = _bool(name, value)
-        elif name == "fan_enable":
-            self.fan_enable = _bool(name, value)
-        elif name == "filter_clogged":
-            self.forced_filter = None if value is None else _bool(name, value)
-        else:
-            raise _unknown("vmc", name, "depression, fault, fan_enable, filter_clogged")
-
-
-class ScriptedPit(LiftStation):
-    """The relevage pit, plus the EC-L float-switch register and pump faults.
-
-    Variables: `inflow` (cm/s, null = the natural trickle and rain surges), `pumps_failed`
-    (both pumps tripped), `level` (m, moved once; physics goes on from there). The pit is
-    200 cm deep; from 195 cm the high-water float reports overflow (holding 197 = 4).
-    """
-
-    TOP_CM, OVERFLOW_CM = 200.0, 195.0
-    variables = ("inflow", "pumps_failed", "level")
-
-    def __init__(self, unit: int, start: float) -> None:
-        super().__init__(unit, start)
-        self.inflow_override: float | None = None
-        self.pumps_failed = False
-
-    def inflow(self, t: float) -> float:
-        return self.inflow_override if self.inflow_override is not None else super().inflow(t)
-
-    def _start(self, pump: int) -> None:
-        if not self.pumps_failed:  # a tripped pump ignores the controller's start
-            super()._start(pump)
-
-    def _step(self, t: float, dt: float) -> None:
-        super()._step(t, dt)
-        self.level = min(self.level, self.TOP_CM)  # the pit overflows, it does not fill higher
-
-    def float_switch(self) -> int:
-        # Wilo-Control EC-L 40198: 1 pumps off, 2 P1 on, 3 P2 on, 4 high water.
-        if self.level >= self.OVERFLOW_CM:
-            return 4
-        if self.running[1]:
-            return 3
-        return 2 if self.running[0] else 1
-
-    def image(self) -> Image:
-        image = super().image()
-        holding = image["holding"]
-        failed = int(self.pumps_failed)
-        holding[61] |= failed << 1  # SSM collective fault
-        holding[139] |= (failed << 5) | (failed << 6)  # pump 1 / pump 2 error
-        holding[197] = self.float_switch()
-        return image
-
-    def set(self, name: str, value: Any) -> None:
-        if name == "inflow":
-            self.inflow_override = _number(name, value, optional=True)
-        elif name == "pumps_failed":
-            self.pumps_failed = _bool(name, value)
-            if self.pumps_failed:
-                self.running = [False, False]
-        elif name == "level":
-            level = _number(name, value)
-            assert level is not None
-            self.level = max(0.0, min(level * 100.0, self.TOP_CM))
-        else:
-            raise _unknown("pump", name, "inflow, pumps_failed, level")
-
-
-class LiftBox:
-    """A lift monitoring box: discrete 0 in service, 1 fault, 2 door open; holding 0 floor.
-
-    In service, the car visits floors 0-5 a floor a minute and opens its door for 10 s at each.
-    Variables: `in_service`, `fault`, `door_open` (null = back to the car's own cycle), `floor`.
-    """
-
-    FLOORS = 6
-    variables = ("in_service", "fault", "door_open", "floor")
-
-    def __init__(self, start: float) -> None:
-        self.start = start
-        self.now = start
-        self.in_service = True
-        self.fault = False
-        self.forced_door: bool | None = None
-        self.forced_floor: int | None = None
-
-    def advance(self, now: float) -> None:
-        self.now = now
-
-    def _floor(self) -> int:
-        if self.forced_floor is not None or not self.in_service:
-            return self.forced_floor or 0
-        cycle = int((self.now - self.start) // 60) % (2 * self.FLOORS - 2)
-        return cycle if cycle < self.FLOORS else 2 * self.FLOORS - 2 - cycle
-
-    def _door(self) -> bool:
-        if self.forced_door is not None:
-            return self.forced_door
-        return self.in_service and (self.now - self.start) % 60 < 10
-
-    def image(self) -> Image:
-        return {"discrete": {0: int(self.in_service), 1: int(self.fault), 2: int(self._door())},
-                "holding": {0: self._floor()}, "coils": {}, "input": {}}
-
-    def write(self, table: Table, address: int, words: list[int]) -> bool:
-        del table, address, words
-        return False  # a monitoring box is read-only
-
-    def set(self, name: str, value: Any) -> None:
-        if name == "in_service":
-            self.in_service = _bool(name, value)
-        elif name == "fault":
-            self.fault = _bool(name, value)
-        elif name == "door_open":
-            self.forced_door = None if value is None else _bool(name, value)
-        elif name == "floor":
-            floor = _number(name, value, optional=True)
-            self.forced_floor = None if floor is None else int(floor)
-        else:
-            raise _unknown("lift", name, "in_service, fault, door_open, floor")
-
-
-class IoModule:
-    """A small Modbus I/O module: dry contacts on its discrete inputs."""
-
-    def __init__(self, inputs: int = 4) -> None:
-        self.inputs = [False] * inputs
-
-    def advance(self, now: float) -> None:
-        del now  # contacts change only when a scenario moves them
-
-    def image(self) -> Image:
-        return {"discrete": dict(enumerate(int(v) for v in self.inputs)), "coils": {},
-                "holding": {}, "input": {}}
-
-    def write(self, table: Table, address: int, words: list[int]) -> bool:
-        del table, address, words
-        return False
-
-
-class Contact:
-    """One door / skydome contact on an input of the I/O module; variable `open`."""
-
-    variables = ("open",)
-
-    def __init__(self, module: IoModule, index: int) -> None:
-        self.module = module
-        self.index = index
-
-    def set(self, name: str, value: Any) -> None:
-        if name != "open":
-            raise _unknown("door contact", name, "open")
-        self.module.inputs[self.index] = _bool(name, value)
-
-
-class MeterHandle:
-    """An M-Bus meter in a scenario: water meters take `leak` (l/h) and `daily` (l/day)."""
-
-    def __init__(self, meter: SimMeter, clock: Callable[[], float]) -> None:
-        self.meter = meter
-        self.clock = clock
-        self.variables = ("leak", "daily") if isinstance(meter, WaterMeter) else ()
-
-    def set(self, name: str, value: Any) -> None:
-        meter = self.meter
-        if not isinstance(meter, WaterMeter) or name not in ("leak", "daily"):
-            known = "leak, daily" if isinstance(meter, WaterMeter) else "none (silent: only)"
-            raise _unknown(f"meter {meter.primary}", name, known)
-        amount = _number(name, value)
-        assert amount is not None
-        # The index integrates the flow since `started`: restart the integral from the index
-        # now, or the new flow would rewrite the past and the index would jump.
-        now = self.clock()
-        meter.base_litres, meter.started = meter.litres(now), now
-        if name == "leak":
-            meter.leak_lph = amount
-        else:
-            meter.daily_litres = amount
-
-
-# -- the building --------------------------------------------------------------------------------
 
 
 class Building:
@@ -289,17 +53,17 @@ class Building:
                                  ScriptedPit(2, now), LiftBox(now))
         self.modbus.devices.update({1: vmc, 2: pit, 3: spare, LIFT_UNIT: lift, IO_UNIT: self.io})
         # The meters keep French legal time, as the ones in a French building do.
-        self.mbus = MBusSimulator(default_meters(self.clock, SITE_TZ), self.clock)
+        self.mbus = MBusSimulator(building_meters(self.clock, SITE_TZ), self.clock)
         self.units: dict[str, int] = {"vmc": 1, "pump": 2, "vmc-spare": 3, "lift": LIFT_UNIT,
                                       "io": IO_UNIT}
         self.targets: dict[str, Settable] = {
             "vmc": vmc, "pump": pit, "vmc-spare": spare, "lift": lift,
             "skydome": Contact(self.io, 0), "garage-door": Contact(self.io, 1),
-            "io": _NoVariables("io module")}
+            "io": NoVariables("io module")}
         for meter in self.mbus.meters.values():
-            self.targets[_meter_id(meter)] = MeterHandle(meter, self.clock)
+            self.targets[meter_name(meter)] = MeterHandle(meter, self.clock)
         self.ports: tuple[int, int] = (0, 0)
-        self.radio_meters = default_radio_meters(self.clock, interval=radio_interval)
+        self.radio_meters = default_radio_meters(self.clock, interval=radio_interval, tz=SITE_TZ)
         self.air = RadioAir(self.radio_meters, self.clock)
         self.sticks = {"im871a": EmulatedStick("im871a"), "amber": EmulatedStick("amber")}
         self.air.sticks.extend(self.sticks.values())
@@ -420,21 +184,6 @@ class Building:
         return {"buses": buses, "devices": devices}
 
 
-class _NoVariables:
-    variables: tuple[str, ...] = ()
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def set(self, name: str, value: Any) -> None:
-        del value
-        raise _unknown(self.kind, name, "none (silent: only)")
-
-
-def _meter_id(meter: SimMeter) -> str:
-    return f"heat-{meter.primary}" if isinstance(meter, HeatMeter) else f"meter-{meter.primary}"
-
-
 def demo_buses(host: str, modbus_port: int, mbus_port: int) -> list[dict[str, Any]]:
     return [{"id": "lan", "driver": "modbus-tcp", "host": host, "port": modbus_port},
             {"id": "meters", "driver": "mbus", "port": f"socket://{host}:{mbus_port}"}]
@@ -454,13 +203,8 @@ def demo_devices(poll: str | None = "2s", meter_poll: str | None = "10s",
         {"id": "garage-door", "address": IO_UNIT, "profile": "door-contact-modbus",
          "points": [{"name": "open", "register": "discrete:1"}]},
     ]
-    meters = [_meter_id(m) for m in default_meters()]
     devices = [{**d, "bus": "lan", "timeout": timeout, **fast} for d in modbus]
-    devices += [{"id": name, "bus": "meters", "address": int(name.split("-")[1]),
-                 "profile": "heat-meter" if name.startswith("heat") else "water-meter",
-                 "dwelling": METER_BILLING[int(name.split("-")[1])][0],
-                 "medium": METER_BILLING[int(name.split("-")[1])][1],
-                 "timeout": "1s", **slow} for name in meters]
+    devices += meter_devices(slow)
     return devices
 
 

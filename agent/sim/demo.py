@@ -14,8 +14,10 @@ import signal
 import socket
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from rich.console import Console
@@ -139,13 +141,27 @@ def _show(topic: str, payload: bytes, retained: bool) -> None:
         console.print(f"[magenta]{short}[/]{flag}: {fields}")
 
 
+def last_month(now: float, zone: str) -> str:
+    """The month before the one `now` is in, in the site's zone: `2026-11` on 6 December."""
+    first = datetime.fromtimestamp(now, ZoneInfo(zone)).date().replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
 async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss", *,
-              log: bool = False, speed: float = 1.0) -> int:
-    """The dashboard on a terminal; the raw message stream with `log` or off a terminal."""
-    from agent.sim.building import Building  # noqa: PLC0415
+              log: bool = False, speed: float = 1.0, keep: Path | None = None) -> int:
+    """The dashboard on a terminal; the raw message stream with `log` or off a terminal.
+
+    With `keep`, the config and the outbox stay in that folder after the demo, so that `batigate
+    meters export --config KEEP/gateway.yaml --month M` bills from what the gateway kept."""
+    from agent.sim.building import SITE_TZ, Building  # noqa: PLC0415
 
     logs.setup("warning")
-    workdir = Path(tempfile.mkdtemp(prefix="batigate-demo-"))
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        if any(keep.iterdir()):
+            console.print(f"[red]{t('demo.keep_not_empty', path=keep)}[/]")
+            return 2
+    workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="batigate-demo-"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,8 +213,13 @@ async def run(seconds: float = 0, scenario: str | None = "vmc-depression-loss", 
                 play.cancel()
     finally:
         await building.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"[dim]{t('demo.stopped')}[/]")
+    if keep is not None:
+        month = last_month(building.clock(), SITE_TZ)
+        console.print(t("demo.kept", path=workdir, config=workdir / "gateway.yaml", month=month),
+                      soft_wrap=True, markup=False)
     return 0
 
 

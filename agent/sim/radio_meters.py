@@ -4,7 +4,8 @@ Every flat has a cold-water meter (Sappel/Diehl, T1-like, every `interval` s) â€
 6 l/h day and night, flat 104's meter falls silent after `silent_after` s (a flat battery) â€”,
 two flats a heat meter (Kamstrup-like) and two radiators a heat cost allocator (Qundis-like),
 plus a neighbour's meter that no config knows. All encrypted with OMS mode 5 and a per-meter key
-(`keys_file()` writes them in the format `batigate wmbus keys` reads).
+(`keys_file()` writes them in the format `batigate wmbus keys` reads). The water and heat meters
+bill a dwelling (`C-101`...) and send their set-day and two month-end values with their dates, so billing has last month's indexes from the first telegram heard.
 
 `RadioAir.run()` plays the air: each meter transmits at its interval with a little jitter, with
 an RSSI of its own that wanders by a few dB; some telegrams are heard twice (a repeater, or the
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.sim.wmbus_encoder import stripped
-from drivers.mbus.simulator import HeatMeter, WaterMeter, _int_le, _month_start, _type_f, _type_g
+from drivers.mbus.sim_meters import HeatMeter, WaterMeter, _int_le, _month_start, _type_f, _type_g
 
 Clock = Callable[[], float]
 
@@ -79,13 +80,20 @@ class RadioMeter:
     silent_after: float | None = None  # stops transmitting after this long (seconds)
     silent: bool = False
     configured: bool = True  # False: a neighbour's meter the gateway does not know
+    dwelling: str | None = None  # billing: the landlord's lot reference, and what it counts
+    medium: str | None = None
     access: int = field(default_factory=lambda: random.randrange(256))  # noqa: S311
 
     def telegram(self, now: float) -> bytes:
         self.access = (self.access + 1) & 0xFF
         src = self.source
+        # A radio meter sends everything in one telegram: a wired meter's later telegrams (a
+        # heat meter's stored values) follow its first, without the "more follows" 0x1F.
+        count = src.telegram_count() if hasattr(src, "telegram_count") else 1
+        parts = [src.records(i, now) for i in range(count)]
+        data = b"".join([p[:-1] for p in parts[:-1]] + parts[-1:])
         return stripped(src.ident, src.manufacturer, src.version, src.medium, self.access,
-                        src.records(0, now), key=self.key)
+                        data, key=self.key)
 
 
 def _key(n: int) -> bytes:
@@ -93,23 +101,31 @@ def _key(n: int) -> bytes:
 
 
 def default_radio_meters(clock: Clock = time.time, interval: float = 16.0,
-                         silent_after: float | None = 180.0) -> list[RadioMeter]:
+                         silent_after: float | None = 180.0, tz: str = "UTC") -> list[RadioMeter]:
+    """The flats' meters; the water and heat meters keep the legal time of zone `tz` (their
+    date records and the days they store their values on)."""
     meters = []
     for n, flat in enumerate((101, 102, 103, 104)):
+        # Its set-day value and two month-end values, as OMS water meters send them.
         water = WaterMeter(0, f"4100{flat:04d}", "SAP", 0x15, 0x07, clock,
                            daily_litres=150 + 40 * n, base_litres=20_000 + 7_000 * n,
-                           leak_lph=6.0 if flat == 103 else 0.0)
+                           leak_lph=6.0 if flat == 103 else 0.0, history_months=3, past=True)
         meters.append(RadioMeter(f"flat-{flat}-water", water, _key(n), interval, -60.0 - 5 * n,
-                                 silent_after=silent_after if flat == 104 else None))
+                                 silent_after=silent_after if flat == 104 else None,
+                                 dwelling=f"C-{flat}", medium="cold_water"))
     for n, flat in enumerate((101, 102)):
         heat = HeatMeter(0, f"4200{flat:04d}", "KAM", 0x1B, 0x04, clock,
-                         nominal_w=4000 + 1000 * n, base_wh=3_000_000 + 900_000 * n)
+                         nominal_w=4000 + 1000 * n, base_wh=3_000_000 + 900_000 * n,
+                         history_months=3, past=True)
         meters.append(RadioMeter(f"flat-{flat}-heat", heat, _key(10 + n), interval, -70.0 - 4 * n,
-                                 profile="heat-meter"))
+                                 profile="heat-meter", dwelling=f"C-{flat}", medium="heat"))
     for n, flat in enumerate((101, 102)):
         hca = HeatCostAllocator(f"4300{flat:04d}", clock=clock, units_per_day=10 + 4 * n)
         meters.append(RadioMeter(f"flat-{flat}-hca", hca, _key(20 + n), interval, -75.0 - 3 * n,
                                  profile="heat-cost-allocator"))
+    for radio in meters:
+        if isinstance(radio.source, WaterMeter | HeatMeter):
+            radio.source.tz = tz
     neighbour = WaterMeter(0, "49990001", "ITW", 0x20, 0x07, clock, daily_litres=100)
     meters.append(RadioMeter("neighbour", neighbour, _key(99), interval * 2, -92.0,
                              configured=False))
@@ -128,7 +144,9 @@ def keys_file(meters: Iterable[RadioMeter], path: Path) -> Path:
 
 def gateway_devices(meters: Iterable[RadioMeter], bus: str = "radio") -> list[dict[str, Any]]:
     return [{"id": m.name, "bus": bus, "address": m.source.ident, "profile": m.profile,
-             "interval": f"{m.interval:g}s"} for m in meters if m.configured]
+             "interval": f"{m.interval:g}s",
+             **({"dwelling": m.dwelling} if m.dwelling else {}),
+             **({"medium": m.medium} if m.medium else {})} for m in meters if m.configured]
 
 
 class Emitter(Protocol):

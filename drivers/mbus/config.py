@@ -162,6 +162,9 @@ class MBusPointConfig(PointConfig):
     record: RecordSelector | None = None
     index: int | None = Field(None, ge=0, description="position of the record in the read-out, "
                                                       "all telegrams counted, 0-based")
+    optional: bool = Field(False, description="a record not every meter keeps (a month-end "
+                                               "value): when the read-out has none, the point is "
+                                               "left out of the poll instead of reported bad")
 
     @model_validator(mode="before")
     @classmethod

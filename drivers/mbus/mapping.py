@@ -131,6 +131,8 @@ def pick(points: Iterable[PointLike], records: Sequence[Record]) -> list[PointVa
         else:
             assert point.record is not None  # the config allows exactly one of the two
             record = find(records, point.record)
+        if record is None and getattr(point, "optional", False):
+            continue  # a record this meter does not keep: nothing to report, nothing wrong
         out.append(value_of(point.name, record, point.unit))
     return out
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.billing.index import MeterIndex, Outcome
 from agent.billing.meters import spec_of
+from agent.sdk.clock import SystemClock
 from agent.sdk.models import PointValue
 from drivers.mbus import mapping
 from drivers.mbus.codec import decode_frame
@@ -19,6 +21,23 @@ PARIS = ZoneInfo("Europe/Paris")
 
 def paris(*args: int) -> float:
     return datetime(*args, tzinfo=PARIS).timestamp()  # type: ignore[misc]
+
+
+class SteppedClock(SystemClock):
+    """The system clock's scheduling, with a wall clock the test moves forward (for an agent
+    running in the test's process)."""
+
+    def __init__(self, start: float) -> None:
+        self.offset = start - time.time()
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def synced(self) -> bool:
+        return True
+
+    def jump_to(self, wall: float) -> None:
+        self.offset = wall - time.time()
 
 
 class Clock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from agent.commands import signing
 from agent.runtime import supervisor
 from agent.billing import boundaries
 from agent.cli.main import main as cli
-from agent.sdk.clock import SystemClock
 from drivers.mbus.simulator import MBusSimulator, WaterMeter
-from tests.billing.helpers import PARIS, paris
+from tests.billing.helpers import PARIS, SteppedClock, paris
 from tests.faults.harness import persistent_broker
 from tests.integration.helpers import load, running_agent, write_config
 from tests.integration.test_schemas import assert_valid
@@ -34,22 +32,6 @@ from tests.observer import observing as observe
 
 ROOT = "bgw/v1/site-a/gw-test"
 DEVICES = ("wm-a011", "wm-a012")
-
-
-class SteppedClock(SystemClock):
-    """The system clock's scheduling, with a wall clock the test moves forward."""
-
-    def __init__(self, start: float) -> None:
-        self.offset = start - time.time()
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-    def synced(self) -> bool:
-        return True
-
-    def jump_to(self, wall: float) -> None:
-        self.offset = wall - time.time()
 
 
 async def polled_after(agent: supervisor.Agent, wall: float) -> None:
@@ -69,6 +51,10 @@ async def day_by_day(agent: supervisor.Agent, clock: SteppedClock, first: date, 
         clock.jump_to(wall)
         await polled_after(agent, wall + 0.5)
         day += timedelta(days=1)
+
+
+def index_of(received: list[dict[str, Any]], dev: str, day: str) -> dict[str, Any]:
+    return next(b for b in received if b["dev"] == dev and b["date"] == day)
 
 
 def idx_messages(observer: Observer) -> list[dict[str, Any]]:
@@ -154,7 +140,10 @@ async def test_six_weeks_of_boundary_indexes_through_every_fault(tmp_path: Path)
     for body in received:
         mids.setdefault((body["dev"], body["date"]), set()).add(body["mid"])
     expected_days = [(date(2026, 10, 23) + timedelta(days=i)).isoformat() for i in range(41)]
-    assert sorted(mids) == sorted((d, day) for d in DEVICES for day in expected_days)
+    backfilled = [("wm-a011", "2026-09-01"), ("wm-a011", "2026-10-01")]  # kept by the meter
+    assert sorted(mids) == sorted([(d, day) for d in DEVICES for day in expected_days]
+                                  + backfilled)
+    assert all(index_of(received, *key)["src"] == "meter" for key in backfilled)
     assert all(len(found) == 1 for found in mids.values()), "a boundary with two mids"
     assert len({m for found in mids.values() for m in found}) == len(mids)
     resent = [b for b in idx_messages(observer) if b.get("resent")]

@@ -76,11 +76,15 @@ def test_a_crash_in_the_middle_of_a_catch_up_loses_nothing_and_repeats_nothing(
     later = back + 900
     meter.clock.now = later  # type: ignore[attr-defined]
     billing.observe(dev, read(meter), later)
-    idx = rows(outbox, PRIO_INDEX)
+    every = rows(outbox, PRIO_INDEX)
+    # The two month starts the meter keeps, backfilled at first sight, then the catch-up.
+    assert [(r["date"], r["src"]) for r in every[:2]] == [("2026-10-01", "meter"),
+                                                         ("2026-11-01", "meter")]
+    idx = every[2:]
     assert [r["date"] for r in idx] == ["2026-11-04", "2026-11-05", "2026-11-06", "2026-11-07"]
-    assert len({r["mid"] for r in idx}) == 4
+    assert len({r["mid"] for r in every}) == 6
     assert all(r["src"] == "interpolated" for r in idx)
-    stored = billing.history("wm-a011", paris(2026, 11, 1), paris(2026, 11, 30))
+    stored = billing.history("wm-a011", paris(2026, 11, 2), paris(2026, 11, 30))
     assert [(s["date"], s["mid"]) for s in stored] == [(r["date"], r["mid"]) for r in idx]
     assert "cum" in stored[0] and "cum" not in idx[0]
 
@@ -101,7 +105,8 @@ def test_lanes_overflow_resend_and_pruning(tmp_path: Path) -> None:
     outbox.enqueue("evt", {"type": "device.up", "dev": "x"}, prio=PRIO_EVENT, sess=1, ts=t)
     assert outbox.dropped > 0  # the budget was too small for the telemetry ...
     idx = rows(outbox, PRIO_INDEX)
-    assert [r["date"] for r in idx] == [f"2026-11-0{d}" for d in range(2, 9)]  # ... never idx
+    assert [r["date"] for r in idx] == ["2026-10-01"] + [
+        f"2026-11-0{d}" for d in range(1, 9)]  # ... never idx (two backfilled at first sight)
     batch = outbox.peek(10)
     assert [m.prio for m in batch][:2] == [PRIO_EVENT, PRIO_INDEX]
     assert [m.prio for m in batch] == sorted([m.prio for m in batch],
@@ -154,5 +159,7 @@ def test_readings_before_the_clock_is_real_make_no_boundary(tmp_path: Path) -> N
     for t in (paris(2026, 11, 3, 23, 55), paris(2026, 11, 4, 0, 5)):
         meter.clock.now = t  # type: ignore[attr-defined]
         billing.observe(device(), read(meter), t)
-    assert [r["date"] for r in rows(outbox, PRIO_INDEX)] == ["2026-11-04"]
+    # First sight at 23:55 backfills the month starts the meter keeps; then the midnight.
+    assert [r["date"] for r in rows(outbox, PRIO_INDEX)] == ["2026-10-01", "2026-11-01",
+                                                             "2026-11-04"]
     assert billing.unsynced_skipped == 1

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from agent.sdk.models import DeviceState, PointValue, Quality
 from agent.sim.wmbus_encoder import stripped
 from agent.runtime.watcher import DeviceWatcher
-from drivers.mbus.simulator import _type_f
+from drivers.mbus.sim_meters import _type_f
 from drivers.wmbus import amber, imst
 from drivers.wmbus.config import WMBusBusConfig, WMBusDeviceConfig
 from drivers.wmbus.driver import WMBusDriver
