@@ -98,9 +98,10 @@ class Delivery:
         covered = [s for s in self.published if s <= seq]
         if not covered:
             return 0
-        rows = {r[0]: Row._make(r) for r in self._db.execute(
+        found = map(Row._make, self._db.execute(
             f"SELECT {COLUMNS} FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) "
-            "AND sent_at IS NULL", (json.dumps(covered),))}
+            "AND sent_at IS NULL", (json.dumps(covered),)))
+        rows = {row.seq: row for row in found}
         messages = [rows[s].message() for s in covered if s in rows and s not in self.acked]
         messages += [self._pending.rows[s].message() for s in covered if s in self._pending]
         self.published.difference_update(covered)

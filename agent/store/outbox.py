@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -49,10 +48,8 @@ from agent.store.restamp import shift_times
 from agent.store.rows import (COLUMNS, PRIO_ALARM, PRIO_EVENT, PRIO_INDEX, PRIO_TELEMETRY,
                               ROW_OVERHEAD, Message, Row, readings)
 from agent.store.signals import Signals
-from agent.store.tally import Tally, queue_figures, report
+from agent.store.tally import Figures, Tally, queue_figures, report
 from agent.uplink.ids import uuid7
-
-log = logging.getLogger(__name__)
 
 # The names the rest of the agent imports from here (the outbox's face).
 __all__ = ["MAINTAIN_EVERY", "PRIO_ALARM", "PRIO_EVENT", "PRIO_INDEX", "PRIO_TELEMETRY",
@@ -60,8 +57,9 @@ __all__ = ["MAINTAIN_EVERY", "PRIO_ALARM", "PRIO_EVENT", "PRIO_INDEX", "PRIO_TEL
            "ResendUnavailable", "Row", "parse_watermark", "shift_times"]
 
 
-def _tallied(name: str) -> property:
-    return property(lambda self: getattr(self.tally, name), doc=f"Tally.{name}")
+def _read_from(part: str, name: str) -> property:
+    """A read-only attribute kept by one of the outbox's parts, under the name it always had."""
+    return property(lambda self: getattr(getattr(self, part), name), doc=f"{part}.{name}")
 
 
 class Outbox:
@@ -116,38 +114,20 @@ class Outbox:
         self._next_maintain = time.monotonic() + MAINTAIN_EVERY
         self._boot_first_sess = self.meta.first_session_of_boot(timekeeper)
 
-    dropped = _tallied("dropped")
-    expired = _tallied("expired")
-    quarantined = _tallied("quarantined")
-    faults = _tallied("faults")
-    commits = _tallied("commits")
-    checkpoints = _tallied("checkpoints")
-    vacuumed_pages = _tallied("vacuumed_pages")
-
-    @property
-    def fault(self) -> str | None:
-        """Why the disk refuses writes (fault.py), None while it takes them."""
-        return self.disk.reason
-
-    @property
-    def max_bytes(self) -> int:
-        return self.bounds.max_bytes
-
-    @property
-    def release(self) -> Release:
-        return self.delivery.release
-
-    @property
-    def retain(self) -> float:
-        return self.delivery.retain
-
-    @property
-    def highest_published(self) -> int:
-        return self.delivery.highest_published
-
-    @property
-    def released_upto(self) -> int:
-        return self.delivery.released_upto
+    # What health, commands and tests read, from the part that keeps it.
+    dropped = _read_from("tally", "dropped")
+    expired = _read_from("tally", "expired")
+    quarantined = _read_from("tally", "quarantined")
+    faults = _read_from("tally", "faults")
+    commits = _read_from("tally", "commits")
+    checkpoints = _read_from("tally", "checkpoints")
+    vacuumed_pages = _read_from("tally", "vacuumed_pages")
+    fault = _read_from("disk", "reason")  # why the disk refuses writes; None while it takes them
+    max_bytes = _read_from("bounds", "max_bytes")
+    release = _read_from("delivery", "release")
+    retain = _read_from("delivery", "retain")
+    highest_published = _read_from("delivery", "highest_published")
+    released_upto = _read_from("delivery", "released_upto")
 
     # -- session and small persistent values ---------------------------------------------------
 
@@ -387,7 +367,7 @@ class Outbox:
         try:
             figures = queue_figures(self._db)
         except sqlite3.Error as exc:  # an I/O error: the health message still goes out
-            figures = ((0, None, None, None), {}, 0)
+            figures = Figures()
             self.disk.reason = self.disk.reason or medium_fault(exc) or str(exc)
         return report(self.tally, self._pending, figures, now=self._clock(),
                       next_seq=self._next_seq, max_bytes=self.max_bytes, release=self.release,

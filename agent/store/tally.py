@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.store.diskguard import WearMeter
 from agent.store.pending import Pending
@@ -29,22 +29,30 @@ class Tally:
     vacuumed_pages: int = 0
 
 
-def queue_figures(db: sqlite3.Connection) -> tuple[tuple[Any, ...], dict[int, int], int]:
-    """(count, oldest ts, first seq, last seq) of the queue, its count by priority, and the
-    rows held for the clock. Raises sqlite3.Error."""
-    row = db.execute("SELECT COUNT(*), MIN(ts), MIN(seq), MAX(seq) FROM outbox "
-                     "WHERE sent_at IS NULL").fetchone()
+class Figures(NamedTuple):
+    """What only the table can tell about the queue (the rest is tallied as it happens)."""
+
+    oldest_ts: float | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    by_prio: dict[int, int] = {}
+    held: int = 0  # rows waiting for the clock correction
+
+
+def queue_figures(db: sqlite3.Connection) -> Figures:
+    """Raises sqlite3.Error."""
+    oldest, first, last = db.execute("SELECT MIN(ts), MIN(seq), MAX(seq) FROM outbox "
+                                     "WHERE sent_at IS NULL").fetchone()
     by_prio = dict(db.execute("SELECT prio, COUNT(*) FROM outbox WHERE sent_at IS NULL "
                               "GROUP BY prio"))
-    held = db.execute("SELECT COUNT(*) FROM outbox WHERE hold = 1").fetchone()[0]
-    return row, by_prio, held
+    (held,) = db.execute("SELECT COUNT(*) FROM outbox WHERE hold = 1").fetchone()
+    return Figures(oldest, first, last, by_prio, held)
 
 
-def report(tally: Tally, pending: Pending, figures: tuple[tuple[Any, ...], dict[int, int], int],
-           *, now: float, next_seq: int, max_bytes: int, release: str, fault: str | None,
-           wear: WearMeter, salvage: Salvage | None) -> dict[str, Any]:
-    row, by_prio, held = figures
-    oldest = row[1]
+def report(tally: Tally, pending: Pending, figures: Figures, *, now: float, next_seq: int,
+           max_bytes: int, release: str, fault: str | None, wear: WearMeter,
+           salvage: Salvage | None) -> dict[str, Any]:
+    by_prio, oldest = figures.by_prio, figures.oldest_ts
     return {
         "depth": tally.queued + len(pending),
         "committed": tally.queued,
@@ -55,15 +63,15 @@ def report(tally: Tally, pending: Pending, figures: tuple[tuple[Any, ...], dict[
         "indexes": by_prio.get(PRIO_INDEX, 0),
         # a clock set back makes the newest rows look "from the future": an age is never negative
         "oldest_age": max(0.0, round(now - oldest, 3)) if oldest is not None else 0,
-        "first_seq": row[2],
-        "last_seq": row[3],
+        "first_seq": figures.first_seq,
+        "last_seq": figures.last_seq,
         "next_seq": next_seq,
         "bytes": tally.bytes,
         "max_bytes": max_bytes,
         "dropped": tally.dropped,
         "expired": tally.expired,
         "retained": tally.retained,
-        "held_for_clock": held + pending.held(),
+        "held_for_clock": figures.held + pending.held(),
         "release": release,
         "fault": fault,
         "faults": tally.faults,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store.outbox import PRIO_ALARM, PRIO_TELEMETRY, Outbox
+from agent.store.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox
 from tests.faults.harness import (AgentProcess, config, deduplicated, observing, outbox_messages,
                                   persistent_broker)
 
@@ -82,6 +82,35 @@ def test_outbox_survives_enospc_holds_in_memory_and_resumes(tmp_path: Path) -> N
         box.close()
         check = sqlite3.connect(disk / "o.db")
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        check.close()
+
+
+def test_an_outbox_opened_on_a_full_disk_reports_the_fault_from_its_first_write(
+        tmp_path: Path) -> None:
+    """Unit level: an outbox file left by an earlier run, the disk full before it is opened
+    again. It opens (not set aside as damaged), serves what it holds, the session write reports
+    `disk full` through the constructor's `on_fault`, and the session reaches the disk once
+    space is back."""
+    with small_disk(tmp_path / "disk", "512k") as disk:
+        earlier = Outbox(disk / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time)
+        assert earlier.next_session() == 1
+        earlier.enqueue("dev/a/tm", {"i": 0}, prio=PRIO_TELEMETRY, sess=1)
+        earlier.close()
+        filler = fill(disk)
+        faults: list[str | None] = []
+        box = Outbox(disk / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
+                     on_fault=faults.append)
+        assert box.salvage is None and not list(disk.glob("o.db.corrupt-*"))
+        assert faults == []
+        assert box.next_session() == 2 and faults == ["disk full"]
+        box.enqueue("evt", {"type": "device.down"}, prio=PRIO_EVENT, sess=2)
+        assert [(m.topic, m.seq) for m in box.peek(10)] == [("evt", 2), ("dev/a/tm", 1)]
+        filler.unlink()
+        assert box.commit() and faults == ["disk full", None]
+        box.close()
+        check = sqlite3.connect(disk / "o.db")
+        assert check.execute("SELECT value FROM meta WHERE key = 'sess'").fetchone()[0] == "2"
+        assert [r[0] for r in check.execute("SELECT seq FROM outbox ORDER BY seq")] == [1, 2]
         check.close()
 
 
