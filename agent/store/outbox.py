@@ -316,7 +316,7 @@ class Outbox:
                 self.disk.check(exc, "outbox read failed")
                 rows = []
             found = [r.message() for r in quarantine.decodable(
-                self._db, rows, tally=self.tally, disk=self.disk, bounds=self.bounds)]
+                self._db, rows, tally=self.tally, disk=self.disk, lost=self.bounds.lost)]
             if self.fault is not None and lane.backlog is not True:  # memory is never backlog
                 found += self._pending.lane(lane.prio, skip=self.delivery.sent,
                                             hist_until=hist_until)

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.store import schema
-from agent.store.bounds import Bounds
 from agent.store.fault import DiskFault
 from agent.store.rows import Row
 from agent.store.tally import Tally
@@ -20,8 +19,8 @@ log = logging.getLogger("agent.store.outbox")
 
 
 def decodable(db: sqlite3.Connection, raw: list[Any], *, tally: Tally, disk: DiskFault,
-              bounds: Bounds) -> list[Row]:
-    """The rows of a peek that decode; the others are set aside, counted and reported lost."""
+              lost: Callable[[list[int], str], None]) -> list[Row]:
+    """The rows of a peek that decode; the others are set aside, counted and reported `lost`."""
     rows = [readable(r) for r in raw]
     bad = [row for row in rows if not decodes(row)]
     if not bad:
@@ -38,7 +37,7 @@ def decodable(db: sqlite3.Connection, raw: list[Any], *, tally: Tally, disk: Dis
     tally.quarantined += len(bad)
     tally.queued = max(0, tally.queued - len(bad))
     if seqs:
-        bounds.lost(seqs, "quarantined")
+        lost(seqs, "quarantined")
     return [row for row in rows if decodes(row)]
 
 
