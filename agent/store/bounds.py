@@ -102,12 +102,12 @@ class Bounds:
         self.max_age = max_age
         self._time = timekeeper
         self._clock = clock
-        self._on_overflow = on_overflow or log_overflow
+        self.on_overflow = on_overflow or log_overflow
 
     def lost(self, seqs: list[int], reason: str) -> None:
         self._tally.dropped += len(seqs)
         self._signals.settle(self._tally.queued, len(self._pending))
-        self._on_overflow(seqs[0], seqs[-1], len(seqs), reason)
+        self.on_overflow(seqs[0], seqs[-1], len(seqs), reason)
 
     def space(self) -> None:
         """After a commit: past `max_bytes`, make room (retained rows, then oldest telemetry)."""

@@ -23,7 +23,7 @@ class DiskFault:
                  while_failing: Callable[[], None], memory_bytes: int) -> None:
         self.reason: str | None = None
         self._tally = tally
-        self._on_fault = on_fault or (lambda reason: None)
+        self.on_fault = on_fault or (lambda reason: None)
         self._while_failing = while_failing  # after each failure: bound memory, serve from it
         self._memory_bytes = memory_bytes
 
@@ -41,7 +41,7 @@ class DiskFault:
             self._tally.faults += 1
             log.error("outbox: the disk refuses writes (%s): holding up to %d bytes in memory",
                       reason, self._memory_bytes)
-            self._on_fault(reason)
+            self.on_fault(reason)
         self._while_failing()
 
     def leave(self) -> None:
@@ -50,4 +50,4 @@ class DiskFault:
             return
         reason, self.reason = self.reason, None
         log.warning("outbox: the disk takes writes again (was: %s)", reason)
-        self._on_fault(None)
+        self.on_fault(None)

@@ -128,6 +128,9 @@ class Outbox:
     retain = _read_from("delivery", "retain")
     highest_published = _read_from("delivery", "highest_published")
     released_upto = _read_from("delivery", "released_upto")
+    # Given to the constructor; read-only, so a caller still patching them in fails loudly.
+    on_overflow = _read_from("bounds", "on_overflow")
+    on_fault = _read_from("disk", "on_fault")
 
     # -- session and small persistent values ---------------------------------------------------
 

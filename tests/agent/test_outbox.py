@@ -340,3 +340,18 @@ def test_an_old_database_is_migrated(tmp_path: Path) -> None:
     box = open_outbox(tmp_path / "o.db")
     assert [m.seq for m in box.peek(5)] == [7]
     assert box.enqueue("t", {}, prio=PRIO_TELEMETRY, sess=2)[0] == 8
+
+
+def test_loss_and_fault_callbacks_are_given_to_the_constructor_not_patched_in(
+        tmp_path: Path) -> None:
+    losses: list[tuple[int, int, int, str]] = []
+    box = open_outbox(tmp_path / "o.db", max_bytes=2_000, on_overflow=lambda *a: losses.append(a))
+    for i in range(40):
+        box.enqueue("dev/a/tm", {"i": i, "pad": "y" * 100}, prio=PRIO_TELEMETRY, sess=1)
+    box.commit()
+    assert losses and losses[0][:2] == (1, losses[0][0] + losses[0][2] - 1)
+    assert losses[0][3] == "max_mb" and box.dropped == sum(c for _, _, c, _ in losses)
+    with pytest.raises(AttributeError):
+        box.on_overflow = print  # type: ignore[misc]  # the old way would be silently ignored
+    with pytest.raises(AttributeError):
+        box.on_fault = print  # type: ignore[misc]
