@@ -1,5 +1,6 @@
 """The outbox file: its tables, the pragmas it is opened with, the columns later versions added
-(an older file is migrated in place, never rewritten), and the one transaction helper.
+(an older file is migrated in place, never rewritten), the transaction helper, and the few row
+statements every part of the outbox shares (delete, and the in-memory skip table `peek` obeys).
 
 The SQLite format is a contract with every gateway in the field: a database written by any
 earlier version must open, and this layout must stay readable by `salvage` and the CLI."""
