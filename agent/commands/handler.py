@@ -58,7 +58,9 @@ class CommandHandler:
         self.clock = clock or agent.clock
         self.public_key = _key(public_key if public_key is not None
                                else self.settings.public_key)
-        db = store.connect(Path(agent.config.buffer.path))
+        # The answers live in the outbox's file; on a disk full at start only the outbox's own
+        # connection can open it (Outbox.shared_connection), so the cache uses that one.
+        db = agent.outbox.shared_connection() or store.connect(Path(agent.config.buffer.path))
         self.cache = store.AnswerCache(db, max_entries=self.settings.cache_size,
                                        retention=max(86400.0, self.settings.max_ttl),
                                        skew=self.settings.skew)

@@ -64,17 +64,22 @@ class Agent:
         self.started = clock.monotonic()
         self.timekeeper = TimeKeeper(clock)
         buffer = config.buffer
+        # Store events raised before the pipeline exists (a disk already full at start fails
+        # the session write below): they go out first, as soon as it does.
+        self._early_events: list[dict[str, Any]] | None = []
         self.outbox = Outbox(buffer.path, max_bytes=int(buffer.max_mb * 2**20),
                              commit_interval=buffer.commit_interval, clock=clock.time,
                              max_age=buffer.max_age, retain=buffer.retain or 0.0,
                              memory_bytes=int(buffer.memory_mb * 2**20), release=buffer.release,
-                             timekeeper=self.timekeeper)
+                             timekeeper=self.timekeeper, on_overflow=self._overflow,
+                             on_fault=self._store_fault)
         self.session = self.outbox.next_session()
         self.engine = _rule_engine(config, self.outbox.get_meta(RULES_STATE_KEY))
         self.pipeline = Pipeline(config, self.outbox, session=self.session, clock=clock.time,
                                  engine=self.engine)
-        self.outbox.on_overflow = self._overflow  # type: ignore[method-assign]
-        self.outbox.on_fault = self._store_fault  # type: ignore[method-assign]
+        early, self._early_events = self._early_events, None
+        for event in early:
+            self.pipeline.event(event)
         self.pipeline.clock_synced = self.timekeeper.synced
         self.billing = Billing(config, self.outbox, session=self.session, clock=clock.time,
                                synced=self.timekeeper.synced)
@@ -106,13 +111,19 @@ class Agent:
     def _overflow(self, first: int, last: int, count: int, reason: str = "max_mb") -> None:
         log.warning("outbox: dropped %d telemetry messages (seq %d..%d, %s)", count, first, last,
                     reason)
-        self.pipeline.event({"type": "buffer.overflow", "first_seq": first, "last_seq": last,
-                             "count": count, "reason": reason})
+        self._store_event({"type": "buffer.overflow", "first_seq": first, "last_seq": last,
+                           "count": count, "reason": reason})
 
     def _store_fault(self, reason: str | None) -> None:
         """The disk refuses writes (or takes them again): say so on evt, from memory if need be."""
-        self.pipeline.event({"type": "buffer.fault", "reason": reason} if reason else
-                            {"type": "buffer.restored"})
+        self._store_event({"type": "buffer.fault", "reason": reason} if reason else
+                          {"type": "buffer.restored"})
+
+    def _store_event(self, event: dict[str, Any]) -> None:
+        if self._early_events is not None:
+            self._early_events.append(event)
+        else:
+            self.pipeline.event(event)
 
     def clock_jumped(self, delta: float) -> None:
         self.pipeline.event({"type": "clock.jump", "delta": round(delta, 3),

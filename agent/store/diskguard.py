@@ -4,6 +4,7 @@ now" (keep running from memory) and how many bytes the agent makes the SD card w
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -19,6 +20,9 @@ _MEDIUM_CODES = {_SQLITE_IOERR: "disk I/O error", _SQLITE_FULL: "disk full",
                  _SQLITE_BUSY: "database busy"}
 
 PROC_IO = Path("/proc/self/io")
+# Below this much free space SQLite cannot even open a WAL database the usual way: the first
+# reader must grow the -shm wal-index to 32 KiB, and on a full disk that fails as an I/O error.
+STARVED_BYTES = 64 * 1024
 
 
 def medium_fault(exc: sqlite3.Error) -> str | None:
@@ -33,6 +37,17 @@ def medium_fault(exc: sqlite3.Error) -> str | None:
                 return reason
         return None
     return _MEDIUM_CODES.get(code & 0xFF)
+
+
+def starved(path: Path) -> bool:
+    """The file system that holds (or will hold) `path` has almost no space left for this
+    process (root may use the reserved blocks, others may not)."""
+    try:
+        fs = os.statvfs(path.parent if path.parent.exists() else Path.cwd())
+    except OSError:
+        return False
+    free = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
+    return free * fs.f_frsize < STARVED_BYTES
 
 
 def process_write_bytes() -> int | None:

@@ -16,8 +16,9 @@ import pytest
 from agent.store.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox
 
 
-def open_outbox(path: Path, max_bytes: int = 10**9) -> Outbox:
-    return Outbox(path, max_bytes=max_bytes, commit_interval=1.0, clock=time.time)
+def open_outbox(path: Path, max_bytes: int = 10**9, **kw: object) -> Outbox:
+    return Outbox(path, max_bytes=max_bytes, commit_interval=1.0, clock=time.time,
+                  **kw)  # type: ignore[arg-type]
 
 
 def test_telemetry_waits_for_the_batch_commit_alarms_do_not(tmp_path: Path) -> None:
@@ -70,9 +71,10 @@ def test_mid_is_unique_and_stored(tmp_path: Path) -> None:
 
 
 def test_overflow_drops_oldest_telemetry_never_alarms(tmp_path: Path) -> None:
-    box = open_outbox(tmp_path / "o.db", max_bytes=20_000)
     dropped: list[tuple[int, int, int]] = []
-    box.on_overflow = lambda first, last, count, reason: dropped.append((first, last, count))  # type: ignore[method-assign]
+    box = open_outbox(tmp_path / "o.db", max_bytes=20_000,
+                      on_overflow=lambda first, last, count, reason: dropped.append(
+                          (first, last, count)))
     box.enqueue("evt", {"type": "alarm.raised", "pad": "x" * 100}, prio=PRIO_ALARM, sess=1)
     for i in range(300):
         box.enqueue("dev/a/tm", {"i": i, "pad": "y" * 100}, prio=PRIO_TELEMETRY, sess=1)
@@ -216,9 +218,9 @@ def test_max_age_is_monotonic_so_clock_jumps_drop_nothing(tmp_path: Path) -> Non
     """With max_age set, a wall clock jump of a day forwards or backwards expires nothing and
     reorders nothing; only monotonic age does, and then only telemetry, reported as max_age."""
     clock = FakeClock(wall=1_767_225_600.0, synced=True)
-    box = timed_outbox(tmp_path / "o.db", clock, max_age=60.0)
     losses: list[tuple[int, int, int, str]] = []
-    box.on_overflow = lambda *a: losses.append(a)  # type: ignore[method-assign]
+    box = timed_outbox(tmp_path / "o.db", clock, max_age=60.0,
+                       on_overflow=lambda *a: losses.append(a))
     box.next_session()
     for i in range(10):
         tm(box, clock, i)
@@ -338,3 +340,18 @@ def test_an_old_database_is_migrated(tmp_path: Path) -> None:
     box = open_outbox(tmp_path / "o.db")
     assert [m.seq for m in box.peek(5)] == [7]
     assert box.enqueue("t", {}, prio=PRIO_TELEMETRY, sess=2)[0] == 8
+
+
+def test_loss_and_fault_callbacks_are_given_to_the_constructor_not_patched_in(
+        tmp_path: Path) -> None:
+    losses: list[tuple[int, int, int, str]] = []
+    box = open_outbox(tmp_path / "o.db", max_bytes=2_000, on_overflow=lambda *a: losses.append(a))
+    for i in range(40):
+        box.enqueue("dev/a/tm", {"i": i, "pad": "y" * 100}, prio=PRIO_TELEMETRY, sess=1)
+    box.commit()
+    assert losses and losses[0][:2] == (1, losses[0][0] + losses[0][2] - 1)
+    assert losses[0][3] == "max_mb" and box.dropped == sum(c for _, _, c, _ in losses)
+    with pytest.raises(AttributeError):
+        box.on_overflow = print  # type: ignore[misc]  # the old way would be silently ignored
+    with pytest.raises(AttributeError):
+        box.on_fault = print  # type: ignore[misc]

@@ -71,7 +71,7 @@ def bench_batigate(workdir: Path, messages: int) -> Result:
         box.commit()
         while batch := box.peek(32):
             box.ack(batch)  # the uplink's window of 32
-            if box.pending or len(box._acked) >= BATCH:  # noqa: SLF001 - the committer's batch
+            if box.pending or len(box.delivery.acked) >= BATCH:  # the committer's batch
                 box.commit()
         box.commit()
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.store.outbox import PRIO_ALARM, PRIO_TELEMETRY, Outbox
-from tests.faults.harness import (AgentProcess, config, deduplicated, observing,
+from agent.store.outbox import PRIO_ALARM, PRIO_EVENT, PRIO_TELEMETRY, Outbox
+from tests.faults.harness import (AgentProcess, config, deduplicated, observing, outbox_messages,
                                   persistent_broker)
 
 
@@ -53,12 +53,11 @@ def test_outbox_survives_enospc_holds_in_memory_and_resumes(tmp_path: Path) -> N
     the fault once, keeps the rows in memory (bounded, oldest telemetry dropped first, never the
     alarm), serves them from memory, and writes them once space is back."""
     with small_disk(tmp_path / "disk", "512k") as disk:
-        box = Outbox(disk / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
-                     memory_bytes=20_000)
         faults: list[str | None] = []
         losses: list[tuple[int, int, int, str]] = []
-        box.on_fault = faults.append  # type: ignore[method-assign]
-        box.on_overflow = lambda *a: losses.append(a)  # type: ignore[method-assign]
+        box = Outbox(disk / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
+                     memory_bytes=20_000, on_fault=faults.append,
+                     on_overflow=lambda *a: losses.append(a))
         box.enqueue("dev/a/tm", {"i": 0}, prio=PRIO_TELEMETRY, sess=1)
         assert box.commit()
         filler = fill(disk)
@@ -83,6 +82,35 @@ def test_outbox_survives_enospc_holds_in_memory_and_resumes(tmp_path: Path) -> N
         box.close()
         check = sqlite3.connect(disk / "o.db")
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        check.close()
+
+
+def test_an_outbox_opened_on_a_full_disk_reports_the_fault_from_its_first_write(
+        tmp_path: Path) -> None:
+    """Unit level: an outbox file left by an earlier run, the disk full before it is opened
+    again. It opens (not set aside as damaged), serves what it holds, the session write reports
+    `disk full` through the constructor's `on_fault`, and the session reaches the disk once
+    space is back."""
+    with small_disk(tmp_path / "disk", "512k") as disk:
+        earlier = Outbox(disk / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time)
+        assert earlier.next_session() == 1
+        earlier.enqueue("dev/a/tm", {"i": 0}, prio=PRIO_TELEMETRY, sess=1)
+        earlier.close()
+        filler = fill(disk)
+        faults: list[str | None] = []
+        box = Outbox(disk / "o.db", max_bytes=10**9, commit_interval=1.0, clock=time.time,
+                     on_fault=faults.append)
+        assert box.salvage is None and not list(disk.glob("o.db.corrupt-*"))
+        assert faults == []
+        assert box.next_session() == 2 and faults == ["disk full"]
+        box.enqueue("evt", {"type": "device.down"}, prio=PRIO_EVENT, sess=2)
+        assert [(m.topic, m.seq) for m in box.peek(10)] == [("evt", 2), ("dev/a/tm", 1)]
+        filler.unlink()
+        assert box.commit() and faults == ["disk full", None]
+        box.close()
+        check = sqlite3.connect(disk / "o.db")
+        assert check.execute("SELECT value FROM meta WHERE key = 'sess'").fetchone()[0] == "2"
+        assert [r[0] for r in check.execute("SELECT seq FROM outbox ORDER BY seq")] == [1, 2]
         check.close()
 
 
@@ -147,3 +175,65 @@ async def test_agent_keeps_running_on_a_full_disk_and_resumes(tmp_path: Path,
     health = [m.body for m in observer.messages if m.topic.endswith("/health")]
     assert health[-1]["outbox"]["fault"] is None
     assert json.dumps(health[-1]["outbox"]["write_bytes_per_1000_readings"]) != "null"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_agent_started_on_a_full_disk_reports_the_fault_first(tmp_path: Path,
+                                                                    building: tuple) -> None:
+    """A gateway restarted while its disk is already full (an earlier run left the outbox there):
+    the agent starts anyway (SQLite cannot grow its -shm file, so the outbox opens with the WAL
+    index in memory, and the damage check, which needs it too, does not mistake the full disk
+    for a rotten file), and the first message the outbox publishes is `buffer.fault` (reason disk
+    full), raised before the pipeline existed; it runs from memory, and once space is back says
+    `buffer.restored` and writes again: nothing accepted from then on is lost."""
+    _, modbus_port = building
+    broker = persistent_broker(tmp_path / "broker")
+    broker.start()
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        db = disk / "outbox.db"
+        path = config(tmp_path, broker, modbus_port, health={"interval": "300ms"},
+                      buffer={"path": str(db), "memory_mb": 1})
+        async with AgentProcess(path, tmp_path / "earlier.log") as earlier:  # its last run
+            async with observing(broker.port, "earlier-observer") as observer:
+                await earlier.start()
+                await observer.wait_for(lambda ms: len(deduplicated(observer)) >= 3)
+            assert await earlier.stop() == 0
+        filler = fill(disk)
+        size_when_full = db.stat().st_size
+        agent = AgentProcess(path, tmp_path / "agent.log")
+        try:
+            async with observing(broker.port) as observer:
+                await agent.start()
+
+                def events(kind: str) -> list[dict]:
+                    return [m.body for m in observer.messages
+                            if m.topic.endswith("/evt") and m.body.get("type") == kind]
+
+                await observer.wait_for(lambda ms: events("buffer.fault"), timeout=30)
+                fault = events("buffer.fault")[0]
+                assert fault["reason"] == "disk full" and fault["sess"] == 2
+                this_run = [b for b in outbox_messages(observer) if b["sess"] == fault["sess"]]
+                assert min(b["seq"] for b in this_run) == fault["seq"]  # before anything else
+                assert not list(disk.glob("outbox.db.corrupt-*"))  # a full disk is no damage
+                await observer.wait_for(lambda ms: any(
+                    m.topic.endswith("/health") and m.body["outbox"]["fault"] == "disk full"
+                    for m in ms), timeout=10)
+                await observer.wait_for(lambda ms: sum(  # telemetry of this run, from memory
+                    1 for b in outbox_messages(observer) if b["sess"] == 2 and "e" in b) >= 5,
+                    timeout=20)
+                assert agent.alive and db.stat().st_size == size_when_full
+                filler.unlink()
+                await observer.wait_for(lambda ms: events("buffer.restored"), timeout=20)
+                await asyncio.sleep(1.5)  # a batch commit after the restore
+                assert agent.alive
+                assert await agent.stop() == 0
+        finally:
+            if agent.alive:
+                await agent.stop()
+            broker.stop()
+        check = sqlite3.connect(db)
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        sess = int(check.execute("SELECT value FROM meta WHERE key = 'sess'").fetchone()[0])
+        check.close()
+        assert sess == 2  # the session counted on the full disk reached it once space was back
