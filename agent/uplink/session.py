@@ -1,4 +1,5 @@
-"""The MQTT side: the only module that imports aiomqtt.
+"""The native MQTT session (agent/uplink/ is the only package that imports aiomqtt; the client
+and the reconnect loop are in client.py, shared with the Sparkplug session).
 
 One long-lived loop: connect (TLS, Last Will), announce (`state` online, `birth`), then drain the
 outbox in order while answering commands; on any connection error, back off with jitter and start
@@ -10,30 +11,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from agent.uplink import senml
 
 from agent.commands import signing
 from agent.commands.models import Code, Problem, answer
 from agent.config.loader import Config
-from agent.uplink.mqtt_guard import PacketGuard
 from agent.store.outbox import PRIO_TELEMETRY, Message, Outbox
+from agent.uplink import senml
+from agent.uplink.client import WINDOW, Client, hold, make_client, reconnect_forever, watch
 from agent.uplink.pacing import Pacer
 from agent.uplink.watermark import WatermarkGate
+
+# WINDOW and watch are still imported from here by the demo and the tests.
+__all__ = ["COMMANDS_AT_ONCE", "WINDOW", "CommandHandler", "PublishRefused", "Uplink", "watch"]
 
 log = logging.getLogger(__name__)
 
 COMMANDS_AT_ONCE = 4  # commands carried out together; more wait (see _serve_commands)
-WINDOW = 32  # QoS 1 publishes in flight at once: a slow link drains a backlog WINDOW times faster
 CommandHandler = Callable[[bytes], Awaitable[dict[str, Any] | None]]
 
 
@@ -43,67 +42,6 @@ class PublishRefused(Exception):
     def __init__(self, seq: int, code: int, reason: str) -> None:
         super().__init__(f"broker refused seq {seq}: {reason} (0x{code:02x})")
         self.code = code
-
-
-class _Client(aiomqtt.Client):
-    """aiomqtt 2.5 completes a QoS 1 publish even when the PUBACK carries a failure code; this
-    keeps the code per message id so the outbox deletes only what the broker really accepted."""
-
-    def __init__(self, *args: Any, max_packet: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._puback: dict[int, Any] = {}
-        self.abandon = False  # leave without DISCONNECT, so that the broker sends the Will
-        self.guard = PacketGuard(self._client, max_packet)  # mqtt_guard.py
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        """A clean DISCONNECT tells the broker to discard the Last Will; an agent that dies of a
-        bug must not send one, or the retained state says online forever. Dropping the socket
-        is what a crash looks like to the broker, under MQTT 3.1.1 and 5 alike."""
-        if not self.abandon or self._disconnected.done():
-            await super().__aexit__(exc_type, exc, tb)
-            return
-        self._client._sock_close()  # noqa: SLF001 - paho has no public "drop the connection"
-        self._disconnected.set_result(None)
-        if self._lock.locked():
-            self._lock.release()
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
-                    properties: Any) -> None:
-        self._puback[mid] = reason_code
-        super()._on_publish(client, userdata, mid, reason_code, properties)
-
-    async def publish_checked(self, topic: str, payload: bytes, *, retain: bool = False,
-                              qos: int = 1, timeout: float = 30.0,
-                              properties: Properties | None = None) -> tuple[int, str]:
-        """Publish and return the PUBACK (reason code value, reason name)."""
-        info = self._client.publish(topic, payload, qos, retain, properties)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
-        if not info.is_published():
-            done = asyncio.Event()
-            with self._pending_call(info.mid, done, self._pending_publishes):
-                await self._wait_for(done.wait(), timeout=timeout)
-        code = self._puback.pop(info.mid, None)
-        if code is None or not hasattr(code, "value"):
-            return 0, "Success"
-        return int(code.value), str(code)
-
-
-def tls_context(config: Config) -> ssl.SSLContext | None:
-    tls = config.mqtt.tls
-    if tls is None:
-        return None
-    # Server verification is always on: a default context checks the chain and the host name.
-    ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
-    if tls.cert and tls.key:
-        ctx.load_cert_chain(str(tls.cert), str(tls.key))
-    return ctx
-
-
-def reconnect_delay(failures: int, cap: float) -> float:
-    """Exponential backoff with full jitter, so a thousand gateways that lost the same broker do
-    not all come back in the same second (also the Sparkplug session's)."""
-    return min(cap, 0.25 * 2 ** min(failures, 12)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
 
 
 class Uplink:
@@ -126,7 +64,7 @@ class Uplink:
         self.published = 0
         self.refused = 0
         self.last_error: str | None = None
-        self._client: _Client | None = None
+        self._client: Client | None = None
         self._stopping_cleanly = False  # graceful_offline ran: the DISCONNECT may be clean
         self.max_packet = int(config.mqtt.max_packet_kb * 1024)
         self.oversized = 0  # messages refused because they were over max_packet
@@ -143,21 +81,12 @@ class Uplink:
     # -- connection loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        failures = 0
-        while True:
-            connections = self.connections
-            try:
-                await self._session()
-            except aiomqtt.MqttError as exc:
-                self.last_error = str(exc)
-                # Log the first failure after a good connection; repeats only at debug level.
-                level = logging.WARNING if failures == 0 else logging.DEBUG
-                log.log(level, "broker unreachable or connection lost: %s", exc)
-            finally:
-                self.connected.clear()
-                self._client = None
-            failures = 1 if self.connections > connections else failures + 1
-            await asyncio.sleep(reconnect_delay(failures, self.config.mqtt.reconnect_max))
+        await reconnect_forever(self, self._session, ended=self._ended, log=log,
+                                cap=lambda: self.config.mqtt.reconnect_max)
+
+    def _ended(self) -> None:
+        self.connected.clear()
+        self._client = None
 
     def _will(self) -> aiomqtt.Will:
         # Registered at CONNECT, published by the broker later: `ts` is the connection time and
@@ -183,31 +112,16 @@ class Uplink:
         return props
 
     async def _session(self) -> None:
-        mqtt = self.config.mqtt
-        protocol = (aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5"
-                    else aiomqtt.ProtocolVersion.V311)
         connect_props = None
-        if mqtt.protocol == "5":  # the broker must not send us more (MQTT 5 §3.1.2.11.4)
+        if self.config.mqtt.protocol == "5":  # the broker must not send more (MQTT 5 §3.1.2.11.4)
             connect_props = Properties(PacketTypes.CONNECT)
             connect_props.MaximumPacketSize = self.max_packet
-        client = _Client(
-            mqtt.host, mqtt.port, identifier=self.config.gateway.id, protocol=protocol,
-            max_packet=self.max_packet, properties=connect_props,
-            username=mqtt.username,
-            password=mqtt.password.get_secret_value() if mqtt.password else None,
-            will=self._will(), keepalive=int(mqtt.keepalive), tls_context=tls_context(self.config),
-            timeout=10, max_inflight_messages=WINDOW, logger=logging.getLogger("batigate.mqtt"))
-        client.pending_calls_threshold = 4 * WINDOW  # aiomqtt warns past this; WINDOW is by design
-        async with client:
-            try:
-                await self._connected_session(client)
-            except BaseException as exc:
-                # Cancelled by a failing sibling task, or a bug here: not a clean stop (a lost
-                # connection is an MqttError; graceful_offline has run before a clean stop).
-                client.abandon = not (self._stopping_cleanly or isinstance(exc, aiomqtt.MqttError))
-                raise
+        client = make_client(self.config, Client, identifier=self.config.gateway.id,
+                             will=self._will(), max_packet=self.max_packet,
+                             logger=logging.getLogger("batigate.mqtt"), properties=connect_props)
+        await hold(client, self._connected_session, lambda: self._stopping_cleanly)
 
-    async def _connected_session(self, client: _Client) -> None:
+    async def _connected_session(self, client: Client) -> None:
         mqtt = self.config.mqtt
         self._client = client
         self.connections += 1
@@ -225,7 +139,7 @@ class Uplink:
         except* aiomqtt.MqttError as lost:
             raise lost.exceptions[0] from None  # a lost connection: `run` reconnects
 
-    async def _announce(self, client: _Client) -> None:
+    async def _announce(self, client: Client) -> None:
         online = {"online": True, "sess": self.session, "ts": round(self._clock(), 3)}
         await client.publish_checked(f"{self.root}/state", senml.encode(online, self._encoding),
                                      retain=True, properties=self._format())
@@ -278,7 +192,7 @@ class Uplink:
         envelope.update(message.fields())
         return senml.encode(envelope, self.config.mqtt.encoding)
 
-    async def _drain(self, client: _Client) -> None:
+    async def _drain(self, client: Client) -> None:
         refusals = 0
         buffer = self.config.buffer
         # An outage's backlog drains at a bounded rate: live telemetry and alarms are not starved.
@@ -333,7 +247,7 @@ class Uplink:
             else:
                 refusals = 0
 
-    async def _deliver(self, client: _Client, message: Message) -> tuple[int, str]:
+    async def _deliver(self, client: Client, message: Message) -> tuple[int, str]:
         """The native message and what each wire profile makes of it (agent/wire/), published
         in order; the worst PUBACK: the row leaves the outbox only if the broker took them all."""
         sends = [client.publish_checked(f"{self.root}/{message.topic}", self.payload(message),
@@ -347,7 +261,7 @@ class Uplink:
             sends.append(self.sparkplug.deliver(message, message.seq <= self._hist_until))
         return max(await asyncio.gather(*sends))
 
-    async def _wire_subscribe(self, client: _Client, tg: asyncio.TaskGroup) -> None:
+    async def _wire_subscribe(self, client: Client, tg: asyncio.TaskGroup) -> None:
         """What a platform sends back (Home Assistant set topics) goes to its profile through a
         topic callback, never into the command stream."""
         async def answer(topic: str, payload: bytes) -> None:  # e.g. a ThingsBoard RPC reply
@@ -361,7 +275,7 @@ class Uplink:
             client._client.message_callback_add(topic, on_message)  # noqa: SLF001
             await client.subscribe(topic, qos=1)
 
-    async def _serve_commands(self, client: _Client, tg: asyncio.TaskGroup) -> None:
+    async def _serve_commands(self, client: Client, tg: asyncio.TaskGroup) -> None:
         """Each command runs in a task of the connection's group, so a long one (an update
         install, a read from a slow meter) never holds up a `ping` or an `alarm.ack`; at most
         COMMANDS_AT_ONCE run together, then the next waits for a free slot."""
@@ -371,7 +285,7 @@ class Uplink:
             await slots.acquire()
             tg.create_task(self._answer(client, message, slots), name="command")
 
-    async def _answer(self, client: _Client, message: aiomqtt.Message,
+    async def _answer(self, client: Client, message: aiomqtt.Message,
                       slots: asyncio.Semaphore) -> None:
         assert self.commands is not None
         try:
@@ -413,15 +327,3 @@ def _publishable(topic: str) -> bool:
     return (0 < len(topic.encode("utf-8", errors="replace")) <= 65535
             and not any(c in topic for c in "+#\0"))
 
-
-async def watch(host: str, port: int, topic: str, *, protocol: str = "5",
-                ) -> AsyncIterator[tuple[str, bytes, bool]]:
-    """Subscribe to `topic` on a plain local broker and yield (topic, payload, retained): the demo's
-    live view and the tests' observer use it, so they too stay out of aiomqtt's API."""
-    version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
-    async with aiomqtt.Client(host, port, protocol=version) as client:
-        await client.subscribe(topic, qos=1)
-        async for message in client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else str(
-                message.payload).encode()
-            yield str(message.topic), payload, bool(message.retain)

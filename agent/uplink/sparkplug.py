@@ -1,4 +1,5 @@
-"""The Sparkplug B connection: a second MQTT session beside the native one (agent/uplink/session.py).
+"""The Sparkplug B connection: a second MQTT session beside the native one (session.py), on the
+same client and reconnect loop (client.py).
 
 Sparkplug's NDEATH must be the MQTT Will of the session that published the NBIRTH, and the
 native session's Will is `{root}/state`: so the `sparkplug` profile has its own client (id
@@ -30,7 +31,7 @@ import paho.mqtt.client as paho
 
 from agent.runtime.context import AgentContext
 from agent.store.outbox import Message, Outbox
-from agent.uplink.session import WINDOW, _Client, reconnect_delay, tls_context
+from agent.uplink.client import Client, hold, make_client, reconnect_forever
 from agent.wire import sparkplug_pb
 from agent.wire.sparkplug import NAMESPACE, REBIRTH, Sparkplug
 
@@ -41,7 +42,7 @@ WRITES_AT_ONCE = 4
 MAX_STATE = 1024  # bytes of a STATE payload
 
 
-class _SparkplugClient(_Client):
+class _SparkplugClient(Client):
     def enqueue(self, topic: str, payload: bytes) -> Awaitable[tuple[int, str]]:
         """Queue a QoS 1 publish now (so the wire order is the call order), return its PUBACK."""
         info = self._client.publish(topic, payload, 1, False)
@@ -53,10 +54,7 @@ class _SparkplugClient(_Client):
                 done = asyncio.Event()
                 with self._pending_call(info.mid, done, self._pending_publishes):
                     await done.wait()
-            code = self._puback.pop(info.mid, None)
-            if code is None or not hasattr(code, "value"):
-                return 0, "Success"
-            return int(code.value), str(code)
+            return self.puback(info.mid)
 
         return acknowledged()
 
@@ -98,21 +96,14 @@ class SparkplugLink:
     # -- connection loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        failures = 0
-        while True:
-            connections = self.connections
-            try:
-                await self._session()
-            except aiomqtt.MqttError as exc:
-                self.last_error = str(exc)
-                level = logging.WARNING if failures == 0 else logging.DEBUG
-                log.log(level, "sparkplug: broker unreachable or connection lost: %s", exc)
-            finally:
-                self.ready.clear()
-                self._lost.set()
-                self._client = None
-            failures = 1 if self.connections > connections else failures + 1
-            await asyncio.sleep(reconnect_delay(failures, self.agent.config.mqtt.reconnect_max))
+        await reconnect_forever(self, self._session, ended=self._ended, log=log,
+                                cap=lambda: self.agent.config.mqtt.reconnect_max,
+                                label="sparkplug: ")
+
+    def _ended(self) -> None:
+        self.ready.clear()
+        self._lost.set()
+        self._client = None
 
     def _next_bdseq(self) -> int:
         """+1 per CONNECT the broker accepted (§ bdSeq): an attempt that never connected (broker
@@ -126,34 +117,21 @@ class SparkplugLink:
         return bdseq
 
     async def _session(self) -> None:
-        mqtt = self.agent.config.mqtt
         self.bdseq = self._next_bdseq()
         will = aiomqtt.Will(self.profile.topic("NDEATH"),
                             sparkplug_pb.encode(self._now_ms(), self.profile.ndeath(self.bdseq),
                                                 None), qos=1, retain=False)
-        protocol = (aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5"
-                    else aiomqtt.ProtocolVersion.V311)
-        client = _SparkplugClient(
-            mqtt.host, mqtt.port, identifier=f"{self.agent.config.gateway.id}-spb",
-            protocol=protocol, username=mqtt.username,
-            password=mqtt.password.get_secret_value() if mqtt.password else None,
-            will=will, keepalive=int(mqtt.keepalive), tls_context=tls_context(self.agent.config),
-            timeout=10, max_inflight_messages=WINDOW, max_packet=self.agent.uplink.max_packet,
-            clean_session=(
-                True if protocol == aiomqtt.ProtocolVersion.V311 else None),
-            clean_start=(True if protocol == aiomqtt.ProtocolVersion.V5
-                         else paho.MQTT_CLEAN_START_FIRST_ONLY),
-            logger=logging.getLogger("batigate.mqtt.sparkplug"))
-        client.pending_calls_threshold = 4 * WINDOW
+        v5 = self.agent.config.mqtt.protocol == "5"
+        client = make_client(
+            self.agent.config, _SparkplugClient, identifier=f"{self.agent.config.gateway.id}-spb",
+            will=will, max_packet=self.agent.uplink.max_packet,
+            logger=logging.getLogger("batigate.mqtt.sparkplug"),
+            clean_session=None if v5 else True,
+            clean_start=True if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY)
         self._lost = asyncio.Event()
-        async with client:
-            try:
-                await self._connected_session(client)
-            except BaseException as exc:
-                # Not a clean stop nor a lost connection (a bug, a failing sibling task): leave
-                # without DISCONNECT so that the broker sends the NDEATH Will (agent/uplink/session.py).
-                client.abandon = not (self._stopping_cleanly or isinstance(exc, aiomqtt.MqttError))
-                raise
+        # Leaving on a bug or a failing sibling task drops the connection without DISCONNECT, so
+        # that the broker sends the NDEATH Will (client.hold).
+        await hold(client, self._connected_session, lambda: self._stopping_cleanly)
 
     async def _connected_session(self, client: _SparkplugClient) -> None:
         self._client = client

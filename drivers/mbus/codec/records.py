@@ -183,7 +183,8 @@ def decode_records_at(cur: Cursor, little: bool) -> tuple[list[Record], bool]:
         if dif in (0x0F, 0x1F):
             # Manufacturer-specific data to the end of the telegram, kept raw for the profile.
             more = dif == 0x1F
-            records.append(Record(hex_bytes(cur.rest()), None, "manufacturer_data", dib=bytes((dif,))))
+            records.append(Record(hex_bytes(cur.rest()), None, "manufacturer_data",
+                                  dib=bytes((dif,))))
             break
         if dif & 0x0F == 0x0F:
             raise MBusDecodeError(f"reserved special DIF 0x{dif:02X} at offset {cur.offset - 1}")

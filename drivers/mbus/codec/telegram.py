@@ -7,17 +7,8 @@ from pathlib import Path
 
 from drivers.mbus import units
 from drivers.mbus.codec.model import (
-    APPLICATION_ERRORS,
-    CI_APPLICATION_ERROR,
-    CI_FIXED,
-    CI_FIXED_MSB,
-    CI_VARIABLE_LONG,
-    CI_VARIABLE_LONG_MSB,
-    CI_VARIABLE_NONE,
-    CI_VARIABLE_SHORT,
-    Record,
-    Telegram,
-    Value,
+    APPLICATION_ERRORS, CI_APPLICATION_ERROR, CI_FIXED, CI_FIXED_MSB, CI_VARIABLE_LONG,
+    CI_VARIABLE_LONG_MSB, CI_VARIABLE_NONE, CI_VARIABLE_SHORT, Record, Telegram, Value,
 )
 from drivers.mbus.codec.records import decode_records_at
 from drivers.mbus.codec.values import Cursor, bcd, print_id, scale_value
