@@ -1,8 +1,9 @@
-"""The M-Bus driver and scanner against the slave simulator over a real TCP socket.
+"""The M-Bus driver against the slave simulator over a real TCP socket.
 
 The simulator is our own EN 13757-2 slave bus; a few test meters subclass its meters to
 misbehave in one precise way (a garbled first answer, an application error), and a recording
-bus keeps every frame the master sent so the tests can check the FCB on the wire.
+bus (helpers.py) keeps every frame the master sent so the tests can check the FCB on the wire.
+The configuration is tested in test_config.py, the scan in test_scan.py.
 """
 
 from __future__ import annotations
@@ -11,40 +12,20 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
-import yaml
-from pydantic import ValidationError
 
-from agent.config import loader as agent_config
-from agent.sdk.errors import ConfigError, DeviceUnavailable, PointNotWritable
+from agent.sdk.errors import DeviceUnavailable, PointNotWritable
 from agent.sdk.models import Quality
 from drivers.mbus import frames
-from drivers.mbus.config import MBusBusConfig, MBusDeviceConfig, MBusPointConfig
+from drivers.mbus.config import MBusPointConfig
 from drivers.mbus.driver import MBusDriver
 from drivers.mbus.link import MBusLink, SerialTransport
-from drivers.mbus.scan import scan
 from drivers.mbus.simulator import HeatMeter, MBusSimulator, WaterMeter, default_meters
 from tests.clocks import FakeClock
+from tests.drivers.mbus.helpers import RecordingBus, bus_config, by_name, meter, rec
 
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=timezone.utc).timestamp()
-
-
-class RecordingBus(MBusSimulator):
-    """The simulated bus, keeping every frame the master sent."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.heard: list[bytes] = []
-
-    def handle(self, frame: bytes) -> bytes:
-        self.heard.append(frame)
-        return super().handle(frame)
-
-    def req_ud2_c_fields(self, address: int) -> list[int]:
-        return [f[1] for f in self.heard
-                if f[0] == frames.START_SHORT and f[2] == address and f[1] & ~0x20 == 0x5B]
 
 
 class GarbledOnce(WaterMeter):
@@ -66,122 +47,9 @@ class Busy(WaterMeter):
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-async def sim(clock: FakeClock) -> AsyncIterator[RecordingBus]:
-    bus = RecordingBus(default_meters(clock), clock)
-    await bus.start()
-    yield bus
-    # Let the simulator see the masters' EOF first, so stop() need not cancel live connections.
-    await asyncio.sleep(0.05)
-    await bus.stop()
-
-
-def bus_config(sim: MBusSimulator, **extra: Any) -> MBusBusConfig:
-    return MBusBusConfig.model_validate({"id": "meters", "driver": "mbus",
-                                         "port": f"socket://127.0.0.1:{sim.port}", **extra})
-
-
-def meter(**fields: Any) -> MBusDeviceConfig:
-    name = f"m-{fields.get('address', fields.get('secondary'))}".lower()
-    return MBusDeviceConfig.model_validate({"id": name, "bus": "meters", "timeout": "200ms",
-                                            **fields})
-
-
-def rec(name: str, quantity: str, **selector: Any) -> dict[str, Any]:
-    return {"name": name, "record": {"quantity": quantity, **selector}}
-
-
-@pytest.fixture
 async def driver(sim: RecordingBus) -> AsyncIterator[MBusDriver]:
     async with MBusDriver(bus_config(sim)) as drv:
         yield drv
-
-
-def by_name(values: Any) -> dict[str, Any]:
-    return {v.name: v for v in values}
-
-
-# ------------------------------------------------------------------------------- config
-
-
-def test_bus_config_forms() -> None:
-    serial_bus = MBusBusConfig.model_validate({"id": "m", "driver": "mbus",
-                                              "port": "/dev/ttyUSB1"})
-    assert (serial_bus.baudrate, serial_bus.parity, serial_bus.stopbits) == (2400, "E", 1)
-    assert (serial_bus.retries, serial_bus.max_telegrams) == (2, 10)
-    assert serial_bus.endpoint.url == "/dev/ttyUSB1" and serial_bus.endpoint.host is None
-    assert serial_bus.char_time == pytest.approx(11 / 2400)
-    tcp = MBusBusConfig.model_validate({"id": "m", "driver": "mbus", "host": "10.0.0.5",
-                                        "port": 10001})
-    assert (tcp.endpoint.host, tcp.endpoint.port) == ("10.0.0.5", 10001)
-    url = MBusBusConfig.model_validate({"id": "m", "driver": "mbus",
-                                        "port": "socket://127.0.0.1:2400"})
-    assert (url.endpoint.host, url.endpoint.port) == ("127.0.0.1", 2400)
-    for bad, why in (({"port": 10001}, "no host"), ({"host": "h", "port": "/dev/x"}, "TCP port"),
-                     ({"port": "socket://nohost"}, "socket://HOST:PORT"),
-                     ({"port": "/dev/x", "baudrate": 2000}, "baud rate"),
-                     ({"host": "h", "port": 1, "parity": "N"}, "converter"),
-                     ({"port": "/dev/x", "retries": 9}, "less than or equal")):
-        with pytest.raises(ValidationError, match=why):
-            MBusBusConfig.model_validate({"id": "m", "driver": "mbus", **bad})
-
-
-def test_device_and_point_config() -> None:
-    primary = meter(address=5, points=[rec("volume", "volume"), {"name": "x", "index": 2}])
-    assert primary.link_address == 5 and primary.selection() is None
-    assert primary.points[0].unit == "m3"  # filled in from the codec's unit for the quantity
-    assert primary.points[1].unit is None
-    secondary = meter(secondary=12345678, manufacturer="kam")
-    assert secondary.secondary == "12345678" and secondary.manufacturer == "KAM"
-    assert secondary.link_address == 0xFD
-    assert secondary.selection() == frames.select_secondary("12345678", "KAM")
-    assert meter(address=1).timeout == 0.2 and MBusDeviceConfig.model_validate(
-        {"id": "m", "bus": "b", "address": 1}).timeout == 0.5
-    for bad, why in (({}, "exactly one of address"),
-                     ({"address": 1, "secondary": "12345678"}, "exactly one of address"),
-                     ({"address": 251}, "less than or equal to 250"),
-                     ({"secondary": "1234"}, "8-digit id"),
-                     ({"address": 1, "manufacturer": "KAM"}, "only narrow a secondary"),
-                     ({"secondary": "12345678", "manufacturer": "K1M"}, "three letters")):
-        with pytest.raises(ValidationError, match=why):
-            meter(**bad)
-    for bad_point, why in (({"name": "v"}, "exactly one of record"),
-                           ({"name": "v", "index": 1, "record": {"quantity": "volume"}},
-                            "exactly one of record"),
-                           ({**rec("v", "volume"), "unit": "l"}, "SenML units already"),
-                           ({**rec("v", "energy"), "unit": "W"}, "decoded in J"),
-                           ({**rec("v", "volume"), "writable": True}, "read-only"),
-                           ({"name": "v", "record": {"quantity": "volume", "storage": -1}},
-                            "greater than or equal")):
-        with pytest.raises(ValidationError, match=why):
-            MBusPointConfig.model_validate(bad_point)
-
-
-def test_the_agent_config_knows_the_driver() -> None:
-    doc = {"gateway": {"id": "gw-1", "site": "s"}, "mqtt": {"host": "x", "tls": False},
-           "buses": [{"id": "meters", "driver": "mbus", "port": "/dev/ttyUSB1"}],
-           "devices": [{"id": "w", "bus": "meters", "address": 1,
-                        "points": [rec("volume", "volume")]},
-                       {"id": "bad", "bus": "meters", "address": 300}]}
-    with pytest.raises(ConfigError) as caught:
-        agent_config.parse(yaml.safe_dump(doc, sort_keys=False), "gw.yaml")
-    (problem,) = caught.value.problems
-    assert problem.startswith("gw.yaml:") and "devices[1].address" in problem
-
-
-def test_the_sample_config_is_valid() -> None:
-    from pathlib import Path
-
-    import drivers.mbus
-
-    doc = yaml.safe_load((Path(drivers.mbus.__file__).parent / "sample.yaml").read_text())
-    doc.update({"gateway": {"id": "gw-1", "site": "s"}, "mqtt": {"host": "x", "tls": False}})
-    loaded = agent_config.parse(yaml.safe_dump(doc))
-    assert [d.id for d in loaded.devices] == ["eau-froide-a12", "calo-a12", "eau-chaude-a12"]
 
 
 # ------------------------------------------------------------------------------- polling
@@ -400,103 +268,6 @@ async def test_pyserial_transport_through_to_thread(sim: RecordingBus) -> None:
             await driver.poll(meter(address=1, timeout="100ms"))
         assert time.monotonic() - started < 3 * (0.1 + SerialTransport.SLICE + 0.03) + 0.2
     assert not driver.link.transport.is_open
-
-
-# ---------------------------------------------------------------------------------- scan
-
-
-async def test_scan_finds_every_meter_by_primary_and_by_secondary(sim: RecordingBus) -> None:
-    # A fast line keeps 251 empty addresses quick; the simulator answers within a millisecond.
-    result = await scan(bus_config(sim, baudrate=38400), timeout=0.012)
-    expected = {(m.primary, m.ident) for m in sim.meters.values()}
-    primary = [m for m in result.meters if m.how == "primary"]
-    secondary = [m for m in result.meters if m.how == "secondary"]
-    assert {(m.primary, m.id) for m in primary} == expected
-    assert {(m.primary, m.id) for m in secondary} == expected
-    assert result.collisions == []
-    kam = next(m for m in secondary if m.id == "31000012")
-    assert (kam.manufacturer, kam.medium, kam.medium_code) == ("KAM", "heat_outlet", 4)
-    assert kam.config() == {"secondary": "31000012", "manufacturer": "KAM"}
-    assert next(m for m in primary if m.id == "21000015").config() == {"address": 5}
-    # the walk descended where several ids share a prefix: 2100000x collided before splitting
-    selects = [f for f in sim.heard if f[0] == frames.START_LONG and f[6] == frames.CI_SELECT]
-    assert frames.select_secondary("2100000F") in selects
-    assert frames.select_secondary("21000002") in selects  # 2100000x: all 8 digits needed
-    assert frames.select_secondary("2100001F") in selects  # 21000015 alone under 2100001 ...
-    assert frames.select_secondary("21000015") not in selects  # ... so no deeper there
-
-
-async def test_scan_reports_meters_it_cannot_tell_apart(clock: FakeClock) -> None:
-    twins = [WaterMeter(1, "12345678", "SAP", 1, 7, clock),
-             WaterMeter(2, "12345678", "ITW", 1, 7, clock),
-             WaterMeter(3, "12345679", "SAP", 1, 7, clock)]
-    sim = MBusSimulator(twins, clock)
-    await sim.start()
-    try:
-        result = await scan(bus_config(sim, baudrate=38400), primary=False, timeout=0.012)
-        assert [m.id for m in result.meters] == ["12345679"]
-        assert result.collisions == ["secondary 12345678"]
-    finally:
-        await asyncio.sleep(0.05)
-        await sim.stop()
-
-
-# ------------------------------------------------- several meters at factory address 0
-
-
-def factory_bus(clock: FakeClock) -> list[WaterMeter | HeatMeter]:
-    """Three meters left at the factory primary address 0 beside one configured at 7."""
-    return [WaterMeter(0, "41000001", "SAP", 0x15, 0x07, clock, base_litres=1000),
-            WaterMeter(0, "41000002", "ITW", 0x20, 0x16, clock, base_litres=2000),
-            HeatMeter(0, "51000003", "KAM", 0x34, 0x04, clock, base_wh=5_000_000,
-                      history_months=2),
-            WaterMeter(7, "41000007", "SAP", 0x15, 0x07, clock, base_litres=7000)]
-
-
-async def test_scan_of_meters_sharing_address_0(clock: FakeClock) -> None:
-    sim = RecordingBus(factory_bus(clock), clock)
-    await sim.start()
-    try:
-        result = await scan(bus_config(sim, baudrate=38400), timeout=0.012)
-        primary = [(m.primary, m.id) for m in result.meters if m.how == "primary"]
-        secondary = {m.id: m for m in result.meters if m.how == "secondary"}
-        assert primary == [(7, "41000007")]  # address 0 answers, but garbled
-        assert result.collisions == ["primary 0"]
-        assert set(secondary) == {"41000001", "41000002", "51000003", "41000007"}
-        assert secondary["41000002"].config() == {"secondary": "41000002", "manufacturer": "ITW"}
-        assert secondary["51000003"].primary == 0
-    finally:
-        await asyncio.sleep(0.05)
-        await sim.stop()
-
-
-async def test_driver_reads_meters_sharing_address_0_by_secondary_only(clock: FakeClock) -> None:
-    sim = RecordingBus(factory_bus(clock), clock)
-    await sim.start()
-    try:
-        async with MBusDriver(bus_config(sim)) as drv:
-            # By primary address 0: three meters answer at once, nothing readable.
-            with pytest.raises(DeviceUnavailable, match="garbled"):
-                await drv.poll(meter(address=0, points=[rec("volume", "volume")]))
-            a = meter(secondary="41000001", points=[rec("volume", "volume")])
-            b = meter(secondary="41000002", manufacturer="ITW", points=[rec("volume", "volume")])
-            heat = meter(secondary="51000003", points=[rec("energy", "energy"),
-                                                       rec("energy_s2", "energy", storage=2)])
-            water_a, water_b, heater = sim.at(0)
-            for _ in range(3):  # interleaved polls: each meter keeps its own FCB sequence
-                litres = int(water_a.litres(clock.now)) / 1000
-                assert by_name(await drv.poll(a))["volume"].value == pytest.approx(litres)
-                litres = int(water_b.litres(clock.now)) / 1000
-                assert by_name(await drv.poll(b))["volume"].value == pytest.approx(litres)
-                values = by_name(await drv.poll(heat))
-                assert values["energy"].value == int(heater.energy_wh(clock.now)) * 3600
-                assert values["energy_s2"].quality is Quality.GOOD  # the second telegram came
-                clock.now += 60
-        assert drv.stats.garbage >= 3  # the garbled answers at address 0 were counted
-    finally:
-        await asyncio.sleep(0.05)
-        await sim.stop()
-
 
 def test_an_error_code_in_a_numeric_record_reads_bad() -> None:
     # Issue #15: the A-F digits now keep the record's unit, so the unit check alone would pass.

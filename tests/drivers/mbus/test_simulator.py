@@ -75,19 +75,6 @@ class Master:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-async def sim(clock: FakeClock) -> AsyncIterator[MBusSimulator]:
-    simulator = MBusSimulator(default_meters(clock), clock)
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
-@pytest.fixture
 async def master(sim: MBusSimulator) -> AsyncIterator[Master]:
     assert sim.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
