@@ -148,8 +148,10 @@ async def reconnect_forever(link: Link, session: Callable[[], Awaitable[None]], 
             await session()
         except aiomqtt.MqttError as exc:
             link.last_error = str(exc)
-            # Log the first failure after a good connection; repeats only at debug level.
-            level = logging.WARNING if failures == 0 else logging.DEBUG
+            # A warning for the first failure and for each connection lost after it was up; the
+            # attempts that fail while the broker stays away only at debug level.
+            lost = link.connections > connections
+            level = logging.WARNING if failures == 0 or lost else logging.DEBUG
             log.log(level, "%sbroker unreachable or connection lost: %s", label, exc)
         finally:
             ended()
