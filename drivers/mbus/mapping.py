@@ -21,6 +21,7 @@ from typing import Protocol
 from agent.sdk.models import PointValue, Quality
 from drivers.mbus import units
 from drivers.mbus.codec import Record, is_error_code
+from drivers.mbus.vife import TIME_RATES, per_second_unit
 
 _FUNCTION_SUFFIX = {"instantaneous": "", "maximum": "_max", "minimum": "_min", "error": "_err"}
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
@@ -39,8 +40,8 @@ def _quantity_units() -> dict[str, str]:
              if len(found) == 1 and (unit := next(iter(found))) is not None}
     # "Volume per hour" & co. (per-time VIFEs) arrive in the per-second SenML unit.
     rates = {f"{quantity}_{rate}": per_second for quantity, unit in plain.items()
-             if (per_second := units.per_second_unit(unit)) is not None
-             for rate in units.TIME_RATES}
+             if (per_second := per_second_unit(unit)) is not None
+             for rate in TIME_RATES}
     return {**plain, **rates}
 
 

@@ -21,6 +21,12 @@ from drivers.mbus.codec.values import (
     scale_value,
 )
 from drivers.mbus.frames import MBusDecodeError
+from drivers.mbus.vife import (
+    COMBINABLE_EXTENSION,
+    combinable_vife,
+    extended_combinable_vife,
+    per_second_unit,
+)
 
 _FUNCTIONS: tuple[Function, ...] = ("instantaneous", "maximum", "minimum", "error")
 # DIF data field -> length in bytes (None: variable length; 0x0F: special function).
@@ -96,12 +102,12 @@ def _read_vib(cur: Cursor) -> _Vib:
     while extended:
         vife = next_vife()
         extended = bool(vife & 0x80)
-        if vife & 0x7F == units.COMBINABLE_EXTENSION and extended:
+        if vife & 0x7F == COMBINABLE_EXTENSION and extended:
             vife = next_vife()  # a code of the extension table (phase, quadrant), not table 15
             extended = bool(vife & 0x80)
-            modifiers.append(units.extended_combinable_vife(vife & 0x7F).name)
+            modifiers.append(extended_combinable_vife(vife & 0x7F).name)
             continue
-        comb = units.combinable_vife(vife & 0x7F)
+        comb = combinable_vife(vife & 0x7F)
         if comb.kind == "factor":
             correction *= Fraction(10) ** comb.power
         elif comb.kind == "offset":
@@ -118,7 +124,7 @@ def _read_vib(cur: Cursor) -> _Vib:
             # "Volume per hour" & co.: a per-time rate of a known unit is converted to its SenML
             # per-second unit (m3 -> m3/s, J -> W, kg -> kg/s); other rates ("per litre", "per
             # month", of a unit without a per-second form) keep the scale but have no unit.
-            per_second = units.per_second_unit(info.unit) if comb.seconds_per else None
+            per_second = per_second_unit(info.unit) if comb.seconds_per else None
             factor = info.factor / comb.seconds_per if per_second else info.factor
             info = units.ValueInfo(
                 f"{info.quantity}_{comb.name}", per_second, info.exponent, factor, info.offset
