@@ -169,4 +169,4 @@ def test_batigate_demo_then_meters_export_bills_last_month(tmp_path: Path) -> No
     # --keep refuses a folder that already holds a demo: its outbox would not match.
     again = subprocess.run([sys.executable, "-m", "agent", "demo", "--seconds", "1", "--keep",
                             str(kept)], capture_output=True, text=True, timeout=60, check=False)
-    assert again.returncode == 2 and "not empty" in again.stdout
+    assert again.returncode == 2 and "not empty" in " ".join(again.stdout.split()), again.stdout
