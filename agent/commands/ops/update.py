@@ -8,6 +8,9 @@ bundle (images/README.md, "Updates"), and `watch`, the running agent's side of t
                    ─► watch: birth acknowledged by the broker before the deadline?
                       yes: `update.succeeded`; no: roll back, restart, `update.rolled_back`
 
+`kind: rootfs` (the whole system through RAUC) shares the checks up to the release signature,
+then goes to agent/commands/ops/update_rootfs.py, as does its trial in `watch`.
+
 The final outcome becomes the cached answer of the command and goes on `cmd/res` and `evt`, as
 config.apply's does. Listed in agent/commands/catalog.py.
 """
@@ -26,9 +29,10 @@ from pydantic import Field, StringConstraints
 
 from agent.commands import signing
 
-from agent.lifecycle import update
+from agent.lifecycle import update, update_rootfs
 
 from agent.lifecycle import update_trial
+from agent.commands.ops import update_rootfs as rootfs_ops
 from agent.commands.models import Code, Outcome, Problem, Status, _Args, ok
 from agent.commands.registry import Call, Handler, op
 from agent.commands.targets import request_restart
@@ -41,16 +45,19 @@ _busy: set[str] = set()  # the command being installed: one at a time
 
 class UpdateArgs(_Args):
     url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://")] = Field(
-        description="http(s) URL of the release bundle: a tar.gz of wheels (batigate + deps)")
+        description="http(s) URL of the release bundle: a tar.gz of wheels (batigate + deps), "
+                    "or for kind rootfs a RAUC bundle")
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
         description="hex sha256 of the bundle")
     size: int = Field(ge=1, description="bytes of the bundle")
     version: Annotated[str, StringConstraints(pattern=update.VERSION)] = Field(
-        description="the batigate version in the bundle (pip install batigate==version)")
+        description="the batigate version in the bundle (pip install batigate==version); for "
+                    "kind rootfs the system version, reported back")
     sig: Annotated[str, StringConstraints(max_length=200)] = Field(
         description="base64 Ed25519 signature of the sha256 hex text by the release key")
     kind: Literal["agent", "rootfs"] = Field(
-        "agent", description="agent: a new venv, A/B by symlink; rootfs: not implemented")
+        "agent", description="agent: a new venv, A/B by symlink; rootfs: the whole system, a "
+                             "signed RAUC bundle written to the other root slot, then a reboot")
     allow_downgrade: bool = Field(False, description="install a version older than the running "
                                   "one (refused otherwise)")
 
@@ -73,9 +80,6 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
     `cmd/res` and `evt`."""
     agent = call.agent
     settings = agent.config.update
-    if args.kind == "rootfs":
-        raise Problem(Code.NOT_IMPLEMENTED, "kind rootfs (whole-slot update) is not implemented; "
-                      "only agent updates are")
     if not call.signed:
         raise Problem(Code.UNAUTHORIZED, "update.install must be a signed command (this gateway "
                       "needs commands.public_key)")
@@ -89,6 +93,8 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
         raise Problem(Code.FAILED, f"cannot read the release key: {exc}") from None
     except update.UpdateError as exc:
         raise Problem(Code.UNPROCESSABLE, str(exc)) from None
+    if args.kind == "rootfs":  # RAUC then checks the bundle's own signature too
+        return await rootfs_ops.install(call, args)
     if args.size > settings.max_mb * 2**20:
         raise Problem(Code.TOO_LARGE, f"{args.size} bytes; update.max_mb is {settings.max_mb}")
     running = running_version()
@@ -99,7 +105,7 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
         raise Problem(Code.UNPROCESSABLE, f"{args.version} is older than the running "
                       f"{running}: a downgrade needs allow_downgrade: true in the signed command")
     releases = settings.releases
-    if update_trial.pending(releases) is not None:
+    if update_trial.pending(releases) is not None or update_rootfs.pending(releases) is not None:
         raise Problem(Code.CONFLICT, "another update is on trial")
     if _busy:
         raise Problem(Code.CONFLICT, "another update is being installed")
@@ -166,6 +172,9 @@ async def watch(handler: Handler, *, running: str | None = None) -> None:
     async with asyncio.TaskGroup() as tg:
         if (final := _flush_outcome(handler)) is not None:
             tg.create_task(handler.publish_when_connected(final))
+        if (system := update_rootfs.pending(releases)) is not None:
+            await rootfs_ops.watch(handler, system, _flush_outcome)
+            return
         trial = update_trial.pending(releases)
         if trial is None:
             return
