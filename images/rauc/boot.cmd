@@ -55,8 +55,14 @@ part uuid ${devtype} ${devnum}:${rauc_part} rauc_partuuid
 # The Pi firmware hands U-Boot its device tree (fdt_addr); QEMU's virt machine has U-Boot's own.
 if test -n "${fdt_addr}"; then setenv rauc_fdt ${fdt_addr}; else setenv rauc_fdt ${fdtcontroladdr}; fi
 # Debian's kernel is gzip-compressed: booti moves it here (kernel_comp_size: the file's size)
-# and unpacks it to kernel_addr_r. 160 MiB: above the Pi's kernel, initrd and device tree.
-test -n "${kernel_comp_addr_r}" || setenv kernel_comp_addr_r 0x0a000000
+# and unpacks it to kernel_addr_r. 160 MiB above kernel_addr_r: past the kernel, initrd and
+# device tree on the Pi (RAM from 0) as under QEMU's virt (RAM from 1 GiB).
+test -n "${kernel_comp_addr_r}" || setexpr kernel_comp_addr_r ${kernel_addr_r} + 0x0a000000
+# More kernel arguments from the FAT, as a technician edits cmdline.txt (a debug console; the
+# image test's probe): batigate-bootargs.txt holds one line `rauc_extra_args=...`.
+if load ${devtype} ${devnum}:1 ${kernel_addr_r} batigate-bootargs.txt; then
+  env import -t ${kernel_addr_r} ${filesize} rauc_extra_args
+fi
 setenv bootargs "console=ttyS1,115200 console=tty0 root=PARTUUID=${rauc_partuuid} rootwait rauc.slot=${rauc_slot} ${rauc_extra_args}"
 echo "batigate-boot: bootargs ${bootargs}"
 

@@ -42,8 +42,8 @@ setenv rauc_envaddr 0x41000000
 if load virtio 0:1 ${rauc_envaddr} uboot.env; then
   env import -c ${rauc_envaddr} 0x40000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
 fi
-setenv rauc_saveenv 'env export -c ${rauc_envaddr} 0x40000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT; save virtio 0:1 ${rauc_envaddr} uboot.env 0x40000'
-setenv rauc_extra_args console=ttyAMA0
+setenv rauc_saveenv 'env export -c ${rauc_envaddr} 0x40000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT; \
+save virtio 0:1 ${rauc_envaddr} uboot.env 0x40000'
 load virtio 0:1 0x42000000 batigate.scr
 source 0x42000000
 """
@@ -73,8 +73,10 @@ class Disk:
         run(tool("mkimage"), "-A", "arm64", "-T", "script", "-C", "none",
             "-d", str(home / "entry.cmd"), str(home / "boot.scr"))
         run(tool("mkfs.vfat"), "-C", str(self.fat), str(LAYOUT["fat"][1] * SECTOR // 1024))
+        # The technician's extra kernel arguments, read by boot.cmd from the FAT.
+        (home / "batigate-bootargs.txt").write_text("rauc_extra_args=console=ttyAMA0 quiet\n")
         run(tool("mcopy"), "-i", str(self.fat), str(home / "boot.scr"),
-            str(home / "batigate.scr"), "::")
+            str(home / "batigate.scr"), str(home / "batigate-bootargs.txt"), "::")
         with self.path.open("wb") as disk:
             disk.truncate(16 * 2**20)
         table = "label: dos\nlabel-id: 0xba716a7e\n" + "".join(
@@ -146,7 +148,8 @@ def test_a_slot_without_attempts_left_makes_u_boot_start_the_other_one(tmp_path:
     console = disk.boot()  # the first power-on: no uboot.env yet, the defaults
     assert chosen(console) == "A", console
     assert f"{KERNEL_SIZE['A']} bytes read" in console  # slot A's /vmlinuz, from partition 2
-    assert "root=PARTUUID=ba716a7e-02 rootwait rauc.slot=A" in console, console
+    assert "root=PARTUUID=ba716a7e-02 rootwait rauc.slot=A console=ttyAMA0 quiet" in console, \
+        console
     assert disk.env() == {"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"}
 
     # `rauc install` wrote B and put it first; B has used two of its three attempts already.
