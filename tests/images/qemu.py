@@ -216,23 +216,43 @@ def boot_files(config_txt: Path) -> tuple[str, str]:
     return kernel, initrd
 
 
-async def boot(card: Path, workdir: Path, forwards: list[Forward]) -> Machine:
-    """Power on `card` under `virt` with the kernel and initrd that its config.txt names and its
-    cmdline.txt (the console moved to the virt board's PL011 UART, the probe added)."""
+# Debian's u-boot-qemu: the image's boot chooser (boot.scr, images/rauc/boot.cmd) under `virt`.
+UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+# systemd.run= makes its unit the default target; the boot must still aim at multi-user.target
+# (the image's own default), so the probe unit is only pulled in beside it.
+PROBE_ARGS = ["console=ttyAMA0,115200", "systemd.run=/boot/firmware/batigate-probe.sh",
+              "systemd.run_success_action=none", "systemd.run_failure_action=none",
+              "systemd.unit=multi-user.target", "systemd.wants=kernel-command-line.service"]
+
+
+def firmware_args(card: Path, workdir: Path) -> list[str]:
+    """How the machine starts the image. With U-Boot in the image (config.txt: kernel=u-boot.bin)
+    Debian's QEMU build of U-Boot runs as the firmware and sources the image's boot.scr, which
+    chooses the slot and boots that slot's own kernel and initrd; the probe's kernel arguments go
+    in batigate-bootargs.txt on the FAT, which boot.scr reads. Otherwise QEMU loads the kernel and
+    initrd that config.txt names, with its cmdline.txt."""
     kernel_name, initrd_name = boot_files(fat_get(card, "config.txt", workdir / "config.txt"))
+    if kernel_name == "u-boot.bin":
+        if not UBOOT.exists():
+            raise RuntimeError(f"{UBOOT} missing: run images/host-setup.sh")
+        fat_put(card, {"batigate-bootargs.txt":
+                       ("rauc_extra_args=" + " ".join(PROBE_ARGS) + "\n").encode()}, workdir)
+        return ["-bios", str(UBOOT)]
     kernel = fat_get(card, kernel_name, workdir / "vmlinuz")
     initrd = fat_get(card, initrd_name, workdir / "initrd.img")
     cmdline = fat_get(card, "cmdline.txt", workdir / "cmdline.txt").read_text().split()
-    cmdline = [arg for arg in cmdline if not arg.startswith("console=")]
-    # systemd.run= makes its unit the default target; the boot must still aim at multi-user.target
-    # (the image's own default), so the probe unit is only pulled in beside it.
-    cmdline += ["console=ttyAMA0,115200", "systemd.run=/boot/firmware/batigate-probe.sh",
-                "systemd.run_success_action=none", "systemd.run_failure_action=none",
-                "systemd.unit=multi-user.target", "systemd.wants=kernel-command-line.service"]
+    cmdline = [arg for arg in cmdline if not arg.startswith("console=")] + PROBE_ARGS
+    return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline)]
+
+
+async def boot(card: Path, workdir: Path, forwards: list[Forward]) -> Machine:
+    """Power on `card` under `virt` (see `firmware_args`), the console on the virt board's PL011
+    UART, the probe added."""
+    firmware = firmware_args(card, workdir)
     netdev = ",".join(["user", "id=net0", "restrict=on"] + [f.netdev() for f in forwards])
     console = workdir / "console.log"
     args = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline),
+            *firmware,
             "-drive", f"file={card},format=raw,if=none,id=card",
             "-device", "virtio-blk-pci,drive=card",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=",

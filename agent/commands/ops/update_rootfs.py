@@ -3,8 +3,8 @@ the running agent's side of its trial. The RAUC steps are in agent/lifecycle/upd
 agent/commands/ops/update.py checks the signed command and the release signature, then hands
 the rootfs kind here (`install`), and its `watch` hands a rootfs trial here too.
 
-    install ─► size, RAUC there? free space ─► download, sha256 ─► rauc install ─► note ─► reboot request
-            ─► answers `in_progress`
+    install ─► size, RAUC there? free space ─► download, sha256 ─► rauc install ─► note
+            ─► reboot request ─► answers `in_progress`
     watch   ─► the new slot: birth acknowledged within update.health_within? mark-good
                                                                      : mark-bad + reboot
             ─► the old slot, new one primary: reboot again; otherwise: fell back (reported)
