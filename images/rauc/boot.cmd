@@ -63,7 +63,9 @@ test -n "${kernel_comp_addr_r}" || setexpr kernel_comp_addr_r ${kernel_addr_r} +
 if load ${devtype} ${devnum}:1 ${kernel_addr_r} batigate-bootargs.txt; then
   env import -t ${kernel_addr_r} ${filesize} rauc_extra_args
 fi
-setenv bootargs "console=ttyS1,115200 console=tty0 root=PARTUUID=${rauc_partuuid} rootwait rauc.slot=${rauc_slot} ${rauc_extra_args}"
+# What raspi-firmware writes to cmdline.txt (rw: nothing else remounts the root slot read-write),
+# with the chosen slot as root.
+setenv bootargs "console=ttyS1,115200 console=tty0 root=PARTUUID=${rauc_partuuid} rw fsck.repair=yes net.ifnames=0 rootwait rauc.slot=${rauc_slot} ${rauc_extra_args}"
 echo "batigate-boot: bootargs ${bootargs}"
 
 # /vmlinuz and /initrd.img: the links Debian's kernel package keeps at the slot's root.
