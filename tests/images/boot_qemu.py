@@ -135,6 +135,9 @@ async def test_image_boots_installs_the_drop_and_publishes(tmp_path: Path) -> No
     assert probe["batigate-growdata"].split()[:3] == ["active", "exited", "success"], probe
     assert int(probe["data_part_mib"]) > 1300 and int(probe["data_mib"]) > 1200, probe
     assert probe["failed_units"].strip() == "", probe
+    # RAUC answers the agent's user over D-Bus and knows it booted slot A; nobody else may ask
+    assert probe["rauc"].split() == ["batigate-pi-arm64", "A", "2"], probe["rauc"]
+    assert probe["rauc_other_user"] == "refused", probe
     assert probe["agent_tracebacks"] == "0"
     selftest = json.loads(probe["selftest"])
     assert probe["selftest_rc"] == "0" and selftest["ok"], selftest

@@ -83,6 +83,18 @@ for host, port in (("10.0.2.2", int(sys.argv[1])), ("1.1.1.1", 443), ("10.0.2.10
 print(" ".join(found))
 PY
 )"
+# RAUC as the agent reaches it: its D-Bus service (activated on demand), the booted slot from
+# rauc.slot= on the kernel command line; and the D-Bus policy refusing any other user.
+say "rauc=$(runuser -u batigate -- rauc status --output-format=json 2>&1 | /opt/batigate/venv/bin/python -c '
+import json, sys
+text = sys.stdin.read()
+try:
+    doc = json.loads(text[text.index("{"):])
+    print(doc["compatible"], doc["booted"], len(doc["slots"]))
+except (ValueError, KeyError):
+    print("unreadable", repr(text[-300:]))
+')"
+say "rauc_other_user=$(runuser -u nobody -- rauc status >/dev/null 2>&1 && echo allowed || echo refused)"
 say "failed_units=$(systemctl list-units --state=failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
 json=$(runuser -u batigate -- /opt/batigate/venv/bin/batigate selftest --json --timeout 20 \
        --config /etc/batigate/gateway.yaml 2>/dev/null)
