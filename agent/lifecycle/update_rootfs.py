@@ -163,6 +163,8 @@ async def on_boot(releases: Path, trial: Trial, *, now: float) -> str:
     """Where the trial stands at this start: ON_TRIAL (this slot must prove itself),
     REBOOT_PENDING (still the old slot, the new one primary) or FELL_BACK (recorded here)."""
     state = await slots()
+    if state.booted is None:  # no rauc.slot= on the command line: never ask for reboot after reboot
+        raise UpdateError("RAUC does not know which slot booted")
     if state.booted == trial.slot:
         return ON_TRIAL
     if state.primary == trial.slot:
