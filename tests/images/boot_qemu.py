@@ -138,6 +138,8 @@ async def test_image_boots_installs_the_drop_and_publishes(tmp_path: Path) -> No
     # RAUC answers the agent's user over D-Bus and knows it booted slot A; nobody else may ask
     assert probe["rauc"].split() == ["batigate-pi-arm64", "A", "2"], probe["rauc"]
     assert probe["rauc_other_user"] == "refused", probe
+    # the root units that reboot for the agent and give up a slot on trial are armed
+    assert probe["update_units"].split() == ["active", "active"], probe
     assert probe["agent_tracebacks"] == "0"
     selftest = json.loads(probe["selftest"])
     assert probe["selftest_rc"] == "0" and selftest["ok"], selftest

@@ -94,6 +94,7 @@ try:
 except (ValueError, KeyError):
     print("unreadable", repr(text[-300:]))
 ')"
+say "update_units=$(for u in batigate-reboot.path batigate-slot-deadline.timer; do systemctl show -P ActiveState $u; done | tr '\n' ' ')"
 say "rauc_other_user=$(runuser -u nobody -- rauc status >/dev/null 2>&1 && echo allowed || echo refused)"
 say "failed_units=$(systemctl list-units --state=failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
 json=$(runuser -u batigate -- /opt/batigate/venv/bin/batigate selftest --json --timeout 20 \
