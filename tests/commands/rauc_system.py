@@ -59,18 +59,19 @@ def mkfs(*args: str) -> None:
     subprocess.run([mke2fs, "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-def make_bundle(work: Path, version: str, signer: Path, compatible: str = "batigate-pi-arm64"
-                ) -> Path:
+def make_bundle(work: Path, version: str, signer: Path, compatible: str = "batigate-pi-arm64",
+                fmt: str = "plain") -> Path:
     """A signed bundle of a 2 MiB ext4 root whose /etc/batigate-system says `version`."""
     src = work / f"bundle-{version}-{signer.name}"
     (src / "root/etc").mkdir(parents=True)
     (src / "root/boot").mkdir()
     (src / "root/etc/batigate-system").write_text(version + "\n")
-    (src / "root/boot/vmlinuz").write_bytes(b"kernel of " + version.encode())
+    # Random bytes: a squashfs of only zeros and names is 4 KiB, too small for a verity bundle.
+    (src / "root/boot/vmlinuz").write_bytes(b"kernel of " + version.encode() + os.urandom(65536))
     (src / "content").mkdir()
     mkfs("-d", str(src / "root"), str(src / "content/rootfs.ext4"), "2M")
     (src / "content/manifest.raucm").write_text(
-        f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=plain\n\n"
+        f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat={fmt}\n\n"
         "[image.rootfs]\nfilename=rootfs.ext4\n")
     out = work / f"system-{version}-{signer.name}.raucb"
     made = subprocess.run(["rauc", "bundle", f"--cert={signer / 'signer.pem'}",

@@ -96,6 +96,15 @@ except (ValueError, KeyError):
 ')"
 say "update_units=$(for u in batigate-reboot.path batigate-slot-deadline.timer; do systemctl show -P ActiveState $u; done | tr '\n' ' ')"
 say "rauc_other_user=$(runuser -u nobody -- rauc status >/dev/null 2>&1 && echo allowed || echo refused)"
+# A whole-system bundle left on the FAT by the test: installed as the agent does it (user
+# batigate, its file in /var/lib/batigate), into slot B; U-Boot's uboot.env on the FAT is where
+# RAUC's fw_setenv puts the switch. No reboot: QEMU's U-Boot does not read that file.
+if [ -e /boot/firmware/batigate-update.raucb ]; then
+  install -o batigate -m 600 /boot/firmware/batigate-update.raucb /var/lib/batigate/update.raucb
+  say "rauc_install=$(runuser -u batigate -- rauc install /var/lib/batigate/update.raucb 2>&1 | tail -1)"
+  say "boot_env=$(fw_printenv BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT 2>&1 | tr '\n' ' ')"
+  say "slot_b=$(debugfs -R 'cat /etc/batigate-system' /dev/disk/by-partuuid/ba716a7e-03 2>/dev/null)"
+fi
 say "failed_units=$(systemctl list-units --state=failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
 json=$(runuser -u batigate -- /opt/batigate/venv/bin/batigate selftest --json --timeout 20 \
        --config /etc/batigate/gateway.yaml 2>/dev/null)
