@@ -53,7 +53,8 @@ image:
 	images/image.sh build/images
 
 # The built image (after `make image`): static checks of the file, its venv under qemu-user, then
-# a full boot under qemu-system-aarch64 that must reach the broker (~5-10 min). Not in `make test`.
+# a full boot under qemu-system-aarch64 (through U-Boot) that must reach the broker and install a
+# RAUC bundle into slot B (~5-10 min). Not in `make test`.
 # The quick tests of images/ (tests/images/test_*.py) are part of `make test`.
 image-test: $(STAMP)
 	images/host-setup.sh

@@ -18,9 +18,14 @@ for f in config.txt cmdline.txt start4.elf bootcode.bin bcm2711-rpi-4-b.dtb bcm2
   mdir -i "$fat" "::$f" >/dev/null || fail "FAT lacks $f"
 done
 mtype -i "$fat" ::cmdline.txt | grep -q 'root=PARTUUID=ba716a7e-02' || fail "cmdline.txt root="
+# The boot chooser of the A/B update: the firmware starts U-Boot, which sources boot.scr.
+for f in u-boot.bin boot.scr; do mdir -i "$fat" "::$f" >/dev/null || fail "FAT lacks $f"; done
+mtype -i "$fat" ::config.txt | grep -q '^kernel=u-boot.bin' || fail "config.txt: kernel=u-boot.bin"
 # ext4 root slot A and data: cut them out (sparse copies) and read them with debugfs
 dd if="$img" of="$tmp/rootA" bs=4M skip="$(( $(start 1) / 4194304 ))" count=300 conv=sparse status=none
-for f in /opt/batigate/venv/bin/batigate /etc/systemd/system/batigate.service /etc/fstab; do
+for f in /opt/batigate/venv/bin/batigate /etc/systemd/system/batigate.service /etc/fstab \
+         /etc/rauc/system.conf /etc/rauc/keyring.pem /etc/fw_env.config /usr/bin/rauc \
+         /usr/bin/fw_setenv /vmlinuz /initrd.img /etc/systemd/system/batigate-reboot.path; do
   debugfs -R "stat $f" "$tmp/rootA" 2>/dev/null | grep -q Inode: || fail "rootA lacks $f"
 done
 debugfs -R "cat /etc/fstab" "$tmp/rootA" 2>/dev/null | grep -q 'LABEL=data /data ext4 noatime' \

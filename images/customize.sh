@@ -74,6 +74,26 @@ CONSOLES="ttyS1,115200 tty0"
 CMA=0
 CONF
   systemctl --root="$root" enable batigate-growdata.service >/dev/null
+
+  # Whole-system A/B update (images/README.md, "Whole-system A/B update with RAUC"): the Pi
+  # firmware starts U-Boot (kernel=u-boot.bin, appended to config.txt by raspi-firmware from
+  # raspi-firmware-custom), whose boot.scr chooses slot A or B and boots that slot's own /vmlinuz
+  # and /initrd.img. RAUC: system.conf, the release CA as keyring, U-Boot's environment on the FAT.
+  rauc=$images/rauc
+  install -D -m 644 "$rauc/system.conf" "$root/etc/rauc/system.conf"
+  install -D -m 644 "${BATIGATE_RAUC_KEYRING:?image.sh sets it}" "$root/etc/rauc/keyring.pem"
+  install -m 644 "$rauc/fw_env.config" "$root/etc/fw_env.config"
+  install -D -m 644 "$rauc/batigate-rauc.conf" "$root/etc/dbus-1/system.d/batigate-rauc.conf"
+  install -m 644 "$rauc/batigate-reboot.path" "$rauc/batigate-reboot.service" \
+    "$rauc/batigate-slot-deadline.service" "$rauc/batigate-slot-deadline.timer" \
+    "$root/etc/systemd/system/"
+  install -m 755 "$rauc/batigate-slot-deadline" "$root/usr/local/sbin/batigate-slot-deadline"
+  install -d -m 700 "$root/data/rauc"
+  systemctl --root="$root" enable batigate-reboot.path batigate-slot-deadline.timer >/dev/null
+  install -m 644 "$root/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$root/boot/firmware/u-boot.bin"
+  mkimage -A arm64 -T script -C none -d "$rauc/boot.cmd" "$root/boot/firmware/boot.scr" >/dev/null
+  printf '# U-Boot chooses the root slot (images/rauc/boot.cmd)\nkernel=u-boot.bin\n' \
+    > "$root/etc/default/raspi-firmware-custom"
   rm -f "$root/usr/sbin/update-initramfs"
   chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
   in_root update-initramfs -c -k all

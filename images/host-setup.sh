@@ -7,6 +7,8 @@ packages=(mmdebstrap qemu-user-static binfmt-support arch-test systemd-container
           mtools dosfstools e2fsprogs fdisk mosquitto
           qemu-system-arm socat       # make image-test: boots the image (qemu-system-aarch64)
           rauc squashfs-tools         # images/rauc/bundle.sh: the whole-system update bundle
+          u-boot-tools libubootenv-tool dbus-daemon  # boot.scr, tests/commands/test_update_rootfs
+          u-boot-qemu                 # tests/images/test_boot_chooser.py: real U-Boot, qemu virt
           gcc pkg-config libmodbus-dev  # the libmodbus slave of tests/interop/modbus
           tmux chromium curl)  # tests/display (a real terminal), tests/local (page and API)
 missing=()

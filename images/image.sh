@@ -10,6 +10,14 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%
 start=$(date +%s)
 
 "$here/host-setup.sh"
+# The RAUC keyring (the release CA that signs whole-system bundles): RAUC_KEYRING=ca.pem for a
+# real release; otherwise a CA made here for tests, its key kept in OUTDIR/rauc-pki, never in
+# the image (images/rauc/bundle.sh signs with its signer.pem/signer.key).
+if [ -z "${RAUC_KEYRING:-}" ]; then
+  "$here/rauc/pki.sh" "$out/rauc-pki"
+  RAUC_KEYRING=$out/rauc-pki/ca.pem
+fi
+export BATIGATE_RAUC_KEYRING=$(realpath "$RAUC_KEYRING")
 "$here/wheels.sh" aarch64 "$out/wheels-aarch64"
 # REUSE_ROOTFS=1 skips the slow part (mkinitramfs under emulation) when only the layout changed.
 if [ "${REUSE_ROOTFS:-0}" != 1 ] || [ ! -d "$out/rootfs-pi" ]; then

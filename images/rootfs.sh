@@ -17,7 +17,9 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%
 common=systemd-sysv,udev,dbus,kmod,iproute2,e2fsprogs,ca-certificates,python3,python3-venv
 common+=,systemd-timesyncd,systemd-resolved,netbase,less
 case $profile in
-  pi)     arch=arm64 include="$common,linux-image-arm64,raspi-firmware,initramfs-tools,dosfstools,fdisk" ;;
+  pi)     arch=arm64 include="$common,linux-image-arm64,raspi-firmware,initramfs-tools,dosfstools,fdisk"
+          # The whole-system A/B update: RAUC and its D-Bus service, U-Boot as the boot chooser.
+          include+=",rauc,rauc-service,u-boot-rpi,libubootenv-tool" ;;
   verify) arch=arm64 include="$common" ;;
   nspawn) arch=amd64 include="$common" ;;
   *) echo "rootfs.sh: unknown profile $profile (pi, nspawn, verify)" >&2; exit 2 ;;

@@ -143,7 +143,8 @@ class ControlConfig(Strict):
 
 
 class UpdateConfig(Strict):
-    """The `update:` section: agent updates by command (`update.install`, images/README.md)."""
+    """The `update:` section: agent and whole-system (RAUC) updates by command (`update.install`,
+    images/README.md)."""
 
     public_key: Path | None = Field(
         None, description="Ed25519 release public key (PEM or base64 raw) that signs bundles; "
@@ -155,6 +156,12 @@ class UpdateConfig(Strict):
     max_mb: float = Field(200, gt=0, description="a larger bundle is refused before download")
     download_within: Duration = Field(1800.0, ge=1, description="the whole download must end "
                                       "within this, however slowly the server sends")
+    rootfs_max_mb: float = Field(2048, gt=0, description="kind rootfs: a larger RAUC bundle is "
+                                 "refused before download")
+    rootfs_install_within: Duration = Field(1800.0, ge=1, description="kind rootfs: `rauc "
+                                            "install` must end within this (an SD card is slow)")
+    reboot_request: Path = Field(Path("/run/batigate/reboot"), description="kind rootfs: the "
+                                 "agent writes this file and a root path unit reboots")
 
 
 class BillingConfig(Strict):

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.lifecycle import cert_trial, update_trial
+from agent.lifecycle import cert_trial, update_rootfs, update_trial
 from agent.lifecycle.config_trial import ConfigTrial
 from agent.lifecycle.trial import Settle, Trial
 from agent.runtime.restart import request_restart
@@ -102,8 +102,14 @@ class TrialWatch:
     async def run(self) -> None:
         """Report how earlier trials ended and take up the ones still on; ends when they do."""
         async with asyncio.TaskGroup() as tg:
-            for trial in self._kinds(self.agent.config).values():
+            kinds = self._kinds(self.agent.config)
+            for trial in kinds.values():
                 tg.create_task(self._take_up(trial, tg), name=f"trial-{trial.kind}")
+            if (agent_update := kinds.get(update_trial.AgentRelease.kind)) is not None:
+                # A whole-system update has its own steps (RAUC, a reboot between) and shares
+                # the agent update's outcome note, so its report is that trial's.
+                tg.create_task(update_rootfs.watch(self.agent, lambda: self.report(agent_update)),
+                               name="trial-rootfs")
 
     async def _take_up(self, trial: Trial[Any, Any], tg: asyncio.TaskGroup) -> None:
         if (final := trial.settle_outcome(self._settle)) is not None:

@@ -51,6 +51,8 @@ MAX_REDIRECTS = 5
 CHUNK = 1 << 16
 WHEEL = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
 VERSION = r"^[0-9][0-9A-Za-z.+!_-]{0,63}$"  # PEP 440-ish; never a path, never current/previous
+# How the last update ended, on the data partition (both kinds, both slots read it): reported once.
+OUTCOME = "outcome.json"
 
 
 class UpdateError(Exception):

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.i18n import t
-from agent.lifecycle import update
+from agent.lifecycle import update, update_rootfs
 from agent.lifecycle.trial import Trial, Words
 from agent.runtime.restart import request_restart
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRIAL = "trial.json"
-OUTCOME = "outcome.json"
+OUTCOME = update.OUTCOME
 EXEC_GUARD = "BATIGATE_RELEASE"  # set before the exec: the release started so never execs again
 SPARE = 64 * 2**20  # left free on the data partition beyond the update's own needs
 
@@ -183,7 +183,8 @@ async def install_agent(settings: Any, req: Staging, clock: Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class UpdateKind:
-    """One kind of update: how it installs (None: declared, not implemented yet) and its trial."""
+    """One kind of update: how it installs, and its trial. `install` None: the kind has its own
+    command path and trial (rootfs: agent/commands/ops/update_rootfs.py, update_rootfs.py)."""
 
     name: str
     summary: str  # for the command's description and its refusal
@@ -194,13 +195,20 @@ class UpdateKind:
 KINDS: dict[str, UpdateKind] = {k.name: k for k in (
     UpdateKind("agent", "a new venv, A/B by symlink", install_agent,
                lambda settings: AgentRelease(settings.releases)),
-    UpdateKind("rootfs", "whole-slot update", None, None),
+    UpdateKind("rootfs", "the whole system, a signed RAUC bundle written to the other root slot, "
+               "then a reboot", None, None),
 )}
 
 
 def trials(settings: Any) -> list[Trial[Any, Any]]:
     """The trial of each kind that has one, for the watcher and the start check."""
     return [kind.trial(settings) for kind in KINDS.values() if kind.trial is not None]
+
+
+def on_trial(settings: Any) -> bool:
+    """Any update on trial, of any kind (one at a time)."""
+    return any(trial.pending() is not None for trial in trials(settings)) or \
+        update_rootfs.pending(settings.releases) is not None
 
 
 def check_at_start(settings: Any, *, now: float) -> list[str]:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import pytest
 import yaml
 
 from agent.sim.building import Building, demo_buses, demo_devices
+from tests.commands import rauc_system
 from tests.images import qemu
 from tests.images.harness import BUILD
 from tests.provisioning.pki import BACKEND, NAMESPACE, TlsMosquitto, make_pki
@@ -36,6 +38,17 @@ from tests.provisioning.pki import BACKEND, NAMESPACE, TlsMosquitto, make_pki
 pytestmark = pytest.mark.timeout(1800)
 GW, SITE = "gw-qemu", "res-qemu"
 BOOT_BUDGET = 1200.0  # seconds from power-on to the probe's end and the first telemetry
+
+
+def system_update(workdir: Path) -> dict[str, bytes]:
+    """A small `verity` RAUC bundle signed by the image's release CA (build/images/rauc-pki, made
+    by `make image`), and the uboot.env that the Pi's U-Boot writes at its first boot."""
+    bundle = rauc_system.make_bundle(workdir / "bundle", "9.9.9-qemu", BUILD / "rauc-pki",
+                                     fmt="verity")
+    env = subprocess.run(["mkenvimage", "-s", "0x4000", "-o", "-", "-"], check=True,
+                         input=b"BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n",
+                         capture_output=True, timeout=30).stdout
+    return {"batigate-update.raucb": bundle.read_bytes(), "uboot.env": env}
 
 
 def technician_drop(pki: Any) -> dict[str, bytes]:
@@ -64,7 +77,8 @@ async def test_image_boots_installs_the_drop_and_publishes(tmp_path: Path) -> No
     building = Building()
     modbus_port, mbus_port = await building.start(0, 0)
     card = qemu.card_copy(tmp_path)
-    qemu.fat_put(card, {**technician_drop(pki), "batigate-probe.sh": qemu.PROBE.encode(),
+    qemu.fat_put(card, {**technician_drop(pki), **system_update(tmp_path),
+                        "batigate-probe.sh": qemu.PROBE.encode(),
                         "batigate-probe.port": f"{broker.port}\n".encode()}, tmp_path)
     backend_cert, backend_key = pki.client(BACKEND)
     context = ssl.create_default_context(cafile=str(pki.ca_file))
@@ -124,17 +138,28 @@ async def test_image_boots_installs_the_drop_and_publishes(tmp_path: Path) -> No
     assert probe["agent_user"] == "batigate"
     assert probe["etc"].split() == ["ca.pem", "gateway.yaml", "gw.crt", "gw.key"], probe
     # no key, certificate or config left on the FAT any laptop can read; the status file remains
-    assert probe["fat"].split() == ["batigate-probe.port", "batigate-probe.sh",
-                                    "batigate-status.txt"], probe
+    assert set(probe["fat"].split()) - {"batigate-bootargs.txt", "batigate-update.raucb"} == {
+        "batigate-probe.port", "batigate-probe.sh", "batigate-status.txt"}, probe
     # the guest reaches only the forwarded ports: not the host's broker port directly, not the
     # world, not an unforwarded port of the forwarding address
     assert probe["escape"].split() == [f"10.0.2.2:{broker.port}=blocked", "1.1.1.1:443=blocked",
                                        "10.0.2.100:22=blocked"], probe
-    assert probe["root"] == "/dev/vda2"  # slot A, from cmdline.txt's PARTUUID
+    assert probe["root"] == "/dev/vda2"  # slot A (U-Boot's choice, or cmdline.txt's PARTUUID)
     # the data partition grew from 512 MiB to the end of the 4 GiB card, online
     assert probe["batigate-growdata"].split()[:3] == ["active", "exited", "success"], probe
     assert int(probe["data_part_mib"]) > 1300 and int(probe["data_mib"]) > 1200, probe
     assert probe["failed_units"].strip() == "", probe
+    # RAUC answers the agent's user over D-Bus and knows it booted slot A; nobody else may ask
+    assert probe["rauc"].split() == ["batigate-pi-arm64", "A", "2"], probe["rauc"]
+    assert probe["rauc_other_user"] == "refused", probe
+    # RAUC installed the verity bundle given by the agent's user into slot B, and made B first
+    # in U-Boot's environment on the FAT (its attempts counted from 3)
+    assert probe["rauc_install"].endswith("succeeded"), probe["rauc_install"]
+    assert probe["boot_env"].split() == ["BOOT_ORDER=B", "A", "BOOT_A_LEFT=3", "BOOT_B_LEFT=3"], \
+        probe["boot_env"]
+    assert probe["slot_b"].strip() == "9.9.9-qemu", probe
+    # the root units that reboot for the agent and give up a slot on trial are armed
+    assert probe["update_units"].split() == ["active", "active"], probe
     assert probe["agent_tracebacks"] == "0"
     selftest = json.loads(probe["selftest"])
     assert probe["selftest_rc"] == "0" and selftest["ok"], selftest

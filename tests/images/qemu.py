@@ -83,6 +83,28 @@ for host, port in (("10.0.2.2", int(sys.argv[1])), ("1.1.1.1", 443), ("10.0.2.10
 print(" ".join(found))
 PY
 )"
+# RAUC as the agent reaches it: its D-Bus service (activated on demand), the booted slot from
+# rauc.slot= on the kernel command line; and the D-Bus policy refusing any other user.
+say "rauc=$(runuser -u batigate -- rauc status --output-format=json 2>&1 | /opt/batigate/venv/bin/python -c '
+import json, sys
+text = sys.stdin.read()
+try:
+    doc = json.loads(text[text.index("{"):])
+    print(doc["compatible"], doc["booted"], len(doc["slots"]))
+except (ValueError, KeyError):
+    print("unreadable", repr(text[-300:]))
+')"
+say "update_units=$(for u in batigate-reboot.path batigate-slot-deadline.timer; do systemctl show -P ActiveState $u; done | tr '\n' ' ')"
+say "rauc_other_user=$(runuser -u nobody -- rauc status >/dev/null 2>&1 && echo allowed || echo refused)"
+# A whole-system bundle left on the FAT by the test: installed as the agent does it (user
+# batigate, its file in /var/lib/batigate), into slot B; U-Boot's uboot.env on the FAT is where
+# RAUC's fw_setenv puts the switch. No reboot: QEMU's U-Boot does not read that file.
+if [ -e /boot/firmware/batigate-update.raucb ]; then
+  install -o batigate -m 600 /boot/firmware/batigate-update.raucb /var/lib/batigate/update.raucb
+  say "rauc_install=$(runuser -u batigate -- rauc install /var/lib/batigate/update.raucb 2>&1 | tail -1)"
+  say "boot_env=$(fw_printenv BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT 2>&1 | tr '\n' ' ')"
+  say "slot_b=$(debugfs -R 'cat /etc/batigate-system' /dev/disk/by-partuuid/ba716a7e-03 2>/dev/null)"
+fi
 say "failed_units=$(systemctl list-units --state=failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
 json=$(runuser -u batigate -- /opt/batigate/venv/bin/batigate selftest --json --timeout 20 \
        --config /etc/batigate/gateway.yaml 2>/dev/null)
@@ -216,23 +238,43 @@ def boot_files(config_txt: Path) -> tuple[str, str]:
     return kernel, initrd
 
 
-async def boot(card: Path, workdir: Path, forwards: list[Forward]) -> Machine:
-    """Power on `card` under `virt` with the kernel and initrd that its config.txt names and its
-    cmdline.txt (the console moved to the virt board's PL011 UART, the probe added)."""
+# Debian's u-boot-qemu: the image's boot chooser (boot.scr, images/rauc/boot.cmd) under `virt`.
+UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+# systemd.run= makes its unit the default target; the boot must still aim at multi-user.target
+# (the image's own default), so the probe unit is only pulled in beside it.
+PROBE_ARGS = ["console=ttyAMA0,115200", "systemd.run=/boot/firmware/batigate-probe.sh",
+              "systemd.run_success_action=none", "systemd.run_failure_action=none",
+              "systemd.unit=multi-user.target", "systemd.wants=kernel-command-line.service"]
+
+
+def firmware_args(card: Path, workdir: Path) -> list[str]:
+    """How the machine starts the image. With U-Boot in the image (config.txt: kernel=u-boot.bin)
+    Debian's QEMU build of U-Boot runs as the firmware and sources the image's boot.scr, which
+    chooses the slot and boots that slot's own kernel and initrd; the probe's kernel arguments go
+    in batigate-bootargs.txt on the FAT, which boot.scr reads. Otherwise QEMU loads the kernel and
+    initrd that config.txt names, with its cmdline.txt."""
     kernel_name, initrd_name = boot_files(fat_get(card, "config.txt", workdir / "config.txt"))
+    if kernel_name == "u-boot.bin":
+        if not UBOOT.exists():
+            raise RuntimeError(f"{UBOOT} missing: run images/host-setup.sh")
+        fat_put(card, {"batigate-bootargs.txt":
+                       ("rauc_extra_args=" + " ".join(PROBE_ARGS) + "\n").encode()}, workdir)
+        return ["-bios", str(UBOOT)]
     kernel = fat_get(card, kernel_name, workdir / "vmlinuz")
     initrd = fat_get(card, initrd_name, workdir / "initrd.img")
     cmdline = fat_get(card, "cmdline.txt", workdir / "cmdline.txt").read_text().split()
-    cmdline = [arg for arg in cmdline if not arg.startswith("console=")]
-    # systemd.run= makes its unit the default target; the boot must still aim at multi-user.target
-    # (the image's own default), so the probe unit is only pulled in beside it.
-    cmdline += ["console=ttyAMA0,115200", "systemd.run=/boot/firmware/batigate-probe.sh",
-                "systemd.run_success_action=none", "systemd.run_failure_action=none",
-                "systemd.unit=multi-user.target", "systemd.wants=kernel-command-line.service"]
+    cmdline = [arg for arg in cmdline if not arg.startswith("console=")] + PROBE_ARGS
+    return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline)]
+
+
+async def boot(card: Path, workdir: Path, forwards: list[Forward]) -> Machine:
+    """Power on `card` under `virt` (see `firmware_args`), the console on the virt board's PL011
+    UART, the probe added."""
+    firmware = firmware_args(card, workdir)
     netdev = ",".join(["user", "id=net0", "restrict=on"] + [f.netdev() for f in forwards])
     console = workdir / "console.log"
     args = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline),
+            *firmware,
             "-drive", f"file={card},format=raw,if=none,id=card",
             "-device", "virtio-blk-pci,drive=card",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=",

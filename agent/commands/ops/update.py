@@ -9,6 +9,9 @@ the KINDS table of agent/lifecycle/update_trial.py; the trial is watched by tria
                    ─► trial watch: birth acknowledged by the broker before the deadline?
                       yes: `update.succeeded`; no: roll back, restart, `update.rolled_back`
 
+`kind: rootfs` (the whole system through RAUC) shares the checks up to the release signature,
+then goes to agent/commands/ops/update_rootfs.py; its trial is watched by trial_watch.py too.
+
 The final outcome becomes the cached answer of the command and goes on `cmd/res` and `evt`, as
 config.apply's does. Listed in agent/commands/catalog.py.
 """
@@ -21,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from agent.commands import signing
+from agent.commands.ops import update_rootfs as rootfs_ops
 from agent.commands.models import Code, Outcome, Problem, Status, _Args, ok
 from agent.commands.registry import Call, op
 from agent.lifecycle import update, update_trial
@@ -34,17 +38,18 @@ _busy: set[str] = set()  # the command being installed: one at a time
 
 class UpdateArgs(_Args):
     url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://")] = Field(
-        description="http(s) URL of the release bundle: a tar.gz of wheels (batigate + deps)")
+        description="http(s) URL of the release bundle: a tar.gz of wheels (batigate + deps), "
+                    "or for kind rootfs a RAUC bundle")
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
         description="hex sha256 of the bundle")
     size: int = Field(ge=1, description="bytes of the bundle")
     version: Annotated[str, StringConstraints(pattern=update.VERSION)] = Field(
-        description="the batigate version in the bundle (pip install batigate==version)")
+        description="the batigate version in the bundle (pip install batigate==version); for "
+                    "kind rootfs the system version, reported back")
     sig: Annotated[str, StringConstraints(max_length=200)] = Field(
         description="base64 Ed25519 signature of the sha256 hex text by the release key")
     kind: Literal[tuple(KINDS)] = Field(  # type: ignore[valid-type]
-        "agent", description="; ".join(f"{k.name}: {k.summary}" if k.install else
-                                       f"{k.name}: not implemented" for k in KINDS.values()))
+        "agent", description="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()))
     allow_downgrade: bool = Field(False, description="install a version older than the running "
                                   "one (refused otherwise)")
 
@@ -57,11 +62,6 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
     `cmd/res` and `evt`."""
     agent = call.agent
     settings = agent.config.update
-    kind = KINDS[args.kind]
-    if kind.install is None:
-        ready = ", ".join(k.name for k in KINDS.values() if k.install is not None)
-        raise Problem(Code.NOT_IMPLEMENTED, f"kind {kind.name} ({kind.summary}) is not "
-                      f"implemented; only {ready} updates are")
     if not call.signed:
         raise Problem(Code.UNAUTHORIZED, "update.install must be a signed command (this gateway "
                       "needs commands.public_key)")
@@ -75,6 +75,9 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
         raise Problem(Code.FAILED, f"cannot read the release key: {exc}") from None
     except update.UpdateError as exc:
         raise Problem(Code.UNPROCESSABLE, str(exc)) from None
+    kind = KINDS[args.kind]
+    if kind.install is None:  # rootfs: RAUC then checks the bundle's own signature too
+        return await rootfs_ops.install(call, args)
     if args.size > settings.max_mb * 2**20:
         raise Problem(Code.TOO_LARGE, f"{args.size} bytes; update.max_mb is {settings.max_mb}")
     running = update_trial.running_version()
@@ -84,7 +87,7 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
             not args.allow_downgrade:
         raise Problem(Code.UNPROCESSABLE, f"{args.version} is older than the running "
                       f"{running}: a downgrade needs allow_downgrade: true in the signed command")
-    if any(trial.pending() is not None for trial in update_trial.trials(settings)):
+    if update_trial.on_trial(settings):
         raise Problem(Code.CONFLICT, "another update is on trial")
     if _busy:
         raise Problem(Code.CONFLICT, "another update is being installed")
