@@ -17,25 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands.rauc_system import make_ca
 from tests.images import harness, qemu
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(folder: Path, name: str) -> None:
-    """A CA and a release signer issued by it (EC P-256), as PEM files in `folder`."""
-    folder.mkdir()
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
-            "-subj", f"/CN={name} release CA", cwd=folder)
-    openssl("req", *ec, "-keyout", "signer.key", "-out", "signer.csr",
-            "-subj", f"/CN={name} release signer", cwd=folder)
-    openssl("x509", "-req", "-in", "signer.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "signer.pem", "-days", "30", cwd=folder)
 
 
 def slot_a_sha256() -> str:
