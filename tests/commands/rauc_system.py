@@ -119,8 +119,12 @@ class Rauc:
         self.service_env = {**os.environ, **self.client_env,
                             "PATH": f"{wrappers}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
         self.dbus = subprocess.Popen(["dbus-daemon", "--session", f"--address={self.bus}",
-                                      "--nofork", "--nopidfile"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--nofork", "--nopidfile", "--print-address=1"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # It prints its address once it listens: before that, rauc service fails to connect
+        # (seen once in a full run). An exit closes the pipe: readline gives b"" then.
+        assert self.dbus.stdout is not None
+        assert self.dbus.stdout.readline(), "dbus-daemon did not start"
         self.service: subprocess.Popen[bytes] | None = None
         self.log = home / "rauc-service.log"
         self.booted = "A"
@@ -159,6 +163,7 @@ class Rauc:
         self.stop()
         self.dbus.terminate()
         self.dbus.wait(10)
+        self.dbus.stdout.close()
 
     def client(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["rauc", *args], env={**os.environ, **self.client_env},
