@@ -18,7 +18,9 @@ config.apply's does. Listed in agent/commands/catalog.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -77,7 +79,8 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
         raise Problem(Code.UNPROCESSABLE, str(exc)) from None
     kind = KINDS[args.kind]
     if kind.install is None:  # rootfs: RAUC then checks the bundle's own signature too
-        return await rootfs_ops.install(call, args)
+        with _one_install(call.cmd_id):
+            return await rootfs_ops.install(call, args)
     if args.size > settings.max_mb * 2**20:
         raise Problem(Code.TOO_LARGE, f"{args.size} bytes; update.max_mb is {settings.max_mb}")
     running = update_trial.running_version()
@@ -89,16 +92,25 @@ async def update_install(call: Call, args: UpdateArgs) -> Outcome:
                       f"{running}: a downgrade needs allow_downgrade: true in the signed command")
     if update_trial.on_trial(settings):
         raise Problem(Code.CONFLICT, "another update is on trial")
-    if _busy:
-        raise Problem(Code.CONFLICT, "another update is being installed")
-    _busy.add(call.cmd_id)
-    try:
-        result = await kind.install(settings, Staging(
-            cmd_id=call.cmd_id, by=call.by, url=args.url, sha256=args.sha256, size=args.size,
-            version=args.version), call.handler.clock.time)
-    except update.UpdateError as exc:
-        raise Problem(Code.FAILED, f"{exc}; nothing was changed") from None
-    finally:
-        _busy.discard(call.cmd_id)
+    with _one_install(call.cmd_id):
+        try:
+            result = await kind.install(settings, Staging(
+                cmd_id=call.cmd_id, by=call.by, url=args.url, sha256=args.sha256,
+                size=args.size, version=args.version), call.handler.clock.time)
+        except update.UpdateError as exc:
+            raise Problem(Code.FAILED, f"{exc}; nothing was changed") from None
     request_restart(agent, f"agent {args.version} installed by command {call.cmd_id}")
     return Outcome(Status.IN_PROGRESS, Code.ACCEPTED, result)
+
+
+@contextlib.contextmanager
+def _one_install(cmd_id: str) -> Iterator[None]:
+    """One install at a time, of either kind: both write to update.releases, and the first
+    one's trial would not see the second until it is written."""
+    if _busy:
+        raise Problem(Code.CONFLICT, "another update is being installed")
+    _busy.add(cmd_id)
+    try:
+        yield
+    finally:
+        _busy.discard(cmd_id)

@@ -20,7 +20,6 @@ from agent.lifecycle import update, update_rootfs, update_trial
 log = logging.getLogger(__name__)
 
 SPARE = 16 * 2**20  # left free on the data partition beyond the bundle itself
-_busy: set[str] = set()
 
 
 async def install(call: Call, args: Any) -> Outcome:
@@ -32,14 +31,11 @@ async def install(call: Call, args: Any) -> Outcome:
     releases = settings.releases
     if update_trial.on_trial(settings):
         raise Problem(Code.CONFLICT, "another update is on trial")
-    if _busy:
-        raise Problem(Code.CONFLICT, "another update is being installed")
     try:
         before = await update_rootfs.slots()
     except update.UpdateError as exc:  # no RAUC here (a Debian box, not the image)
         raise Problem(Code.NOT_IMPLEMENTED, f"kind rootfs needs RAUC on the gateway: {exc}"
                       ) from None
-    _busy.add(call.cmd_id)
     staging = releases / "staging"
     try:
         shutil.rmtree(staging, ignore_errors=True)
@@ -57,7 +53,6 @@ async def install(call: Call, args: Any) -> Outcome:
         raise Problem(Code.FAILED, f"{exc}; nothing was changed") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        _busy.discard(call.cmd_id)
     assert state.booted is not None and state.primary is not None
     update_rootfs.begin(releases, update_rootfs.Trial(
         cmd_id=call.cmd_id, version=args.version, slot=state.primary, previous=state.booted,
